@@ -7,14 +7,16 @@ state outside its namespace (stopping a node's heartbeat, cordoning) it must und
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
-from tests.cluster.build import ensure_built
+from tests.cluster.build import ensure_built, tool
 from tests.cluster.cluster import Cluster
 
 
@@ -52,3 +54,23 @@ def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> I
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+@dataclass(frozen=True)
+class AgeIdentity:
+    """An age key pair made by the real age-keygen: the key file sops decrypts with, and the
+    public recipient it encrypts to."""
+
+    key_file: Path
+    recipient: str
+
+
+@pytest.fixture(scope="session")
+def age_identity(tmp_path_factory: pytest.TempPathFactory) -> AgeIdentity:
+    ensure_built()
+    key_file = Path(tmp_path_factory.mktemp("age")) / "keys.txt"
+    subprocess.run([str(tool("age-keygen")), "-o", str(key_file)], check=True,
+                   capture_output=True)
+    recipient = next(line.split(": ", 1)[1] for line in key_file.read_text().splitlines()
+                     if line.startswith("# public key: "))
+    return AgeIdentity(key_file, recipient)
