@@ -1,0 +1,241 @@
+"""The Kubernetes gateway: the only module that imports ``kubernetes``.
+
+Commands read and change the cluster through :class:`KubeGateway` and see plain JSON-shaped
+dicts, exactly as the API serves them (camelCase keys), so the planning logic is pure and can be
+unit-tested without a cluster, while the gateway itself is tested against the real control plane.
+
+Every write carries the field manager ``deckhand``; server-side apply forces conflicts because the
+bot is the owner of record for the workloads it manages. API errors become :class:`KubeError`
+with a short, safe message (the status reason and message from the apiserver), never a raw
+response body or traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError
+
+FIELD_MANAGER = "deckhand"
+# The generated client would default every PATCH to a JSON patch; say which kind each one is.
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/strategic-merge-patch+json"
+
+Obj = dict[str, Any]
+
+
+class KubeError(RuntimeError):
+    """A Kubernetes API call failed; ``str()`` is safe to show to a user."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeError):
+    pass
+
+
+def _error(e: Exception, what: str) -> KubeError:
+    status = getattr(e, "status", None)
+    reason = getattr(e, "reason", None) or "error"
+    message = ""
+    body = getattr(e, "body", None)
+    if isinstance(body, bytes | str):
+        try:
+            message = json.loads(body).get("message", "")
+        except ValueError:
+            message = ""
+    text = f"{what}: {message or reason}"
+    if status == 404:
+        return NotFound(text, status)
+    return KubeError(text, status)
+
+
+@dataclass(frozen=True)
+class KubeSource:
+    """Where to find the cluster: a kubeconfig (and context), or the in-cluster service account."""
+
+    kubeconfig: Path | None = None
+    in_cluster: bool = False
+
+
+class KubeGateway:
+    """Typed-at-the-edge access to one cluster; one API client per kubeconfig context."""
+
+    def __init__(self, source: KubeSource) -> None:
+        self._source = source
+        self._clients: dict[str | None, client.ApiClient] = {}
+        self._dynamic: dict[str | None, DynamicClient] = {}
+        self._lock = threading.Lock()
+
+    def _api(self, context: str | None) -> client.ApiClient:
+        with self._lock:
+            if context not in self._clients:
+                if self._source.in_cluster:
+                    cfg = client.Configuration()
+                    config.load_incluster_config(client_configuration=cfg)
+                    self._clients[context] = client.ApiClient(cfg)
+                else:
+                    self._clients[context] = config.new_client_from_config(
+                        config_file=str(self._source.kubeconfig)
+                        if self._source.kubeconfig else None, context=context)
+            return self._clients[context]
+
+    def _dyn(self, context: str | None) -> DynamicClient:
+        api = self._api(context)
+        with self._lock:
+            if context not in self._dynamic:
+                self._dynamic[context] = DynamicClient(api)
+            return self._dynamic[context]
+
+    def _plain(self, context: str | None, obj: Any) -> Obj:
+        result: Obj = self._api(context).sanitize_for_serialization(obj)
+        return result
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get_deployment(self, namespace: str, name: str, context: str | None = None) -> Obj | None:
+        try:
+            d = client.AppsV1Api(self._api(context)).read_namespaced_deployment(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise _error(e, f"reading deployment {namespace}/{name}") from None
+        return self._plain(context, d)
+
+    def list_replica_sets(self, namespace: str, selector: str,
+                          context: str | None = None) -> list[Obj]:
+        try:
+            rs = client.AppsV1Api(self._api(context)).list_namespaced_replica_set(
+                namespace, label_selector=selector)
+        except ApiException as e:
+            raise _error(e, f"listing replica sets in {namespace}") from None
+        return [self._plain(context, r) for r in rs.items]
+
+    def list_pods(self, namespace: str, selector: str, context: str | None = None) -> list[Obj]:
+        try:
+            pods = client.CoreV1Api(self._api(context)).list_namespaced_pod(
+                namespace, label_selector=selector)
+        except ApiException as e:
+            raise _error(e, f"listing pods in {namespace}") from None
+        return [self._plain(context, p) for p in pods.items]
+
+    def list_pvcs(self, namespace: str, context: str | None = None) -> list[Obj]:
+        try:
+            pvcs = client.CoreV1Api(self._api(context)).list_namespaced_persistent_volume_claim(
+                namespace)
+        except ApiException as e:
+            raise _error(e, f"listing volume claims in {namespace}") from None
+        return [self._plain(context, p) for p in pvcs.items]
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str,
+            context: str | None = None) -> Obj | None:
+        try:
+            resource = self._dyn(context).resources.get(api_version=api_version, kind=kind)
+            got = resource.get(name=name, namespace=namespace)
+        except DynamicApiError as e:
+            if e.status == 404:
+                return None
+            raise _error(e, f"reading {kind} {name}") from None
+        result: Obj = got.to_dict()
+        return result
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def apply(self, obj: Obj, dry_run: bool, context: str | None = None) -> Obj:
+        """Server-side apply one object with the ``deckhand`` field manager."""
+        meta = obj.get("metadata", {})
+        try:
+            resource = self._dyn(context).resources.get(api_version=obj["apiVersion"],
+                                                         kind=obj["kind"])
+            kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": True}
+            if dry_run:
+                kwargs["dry_run"] = "All"
+            applied = resource.server_side_apply(body=obj, name=meta.get("name"),
+                                                 namespace=meta.get("namespace"), **kwargs)
+        except DynamicApiError as e:
+            raise _error(e, f"applying {obj.get('kind')} {meta.get('name')}") from None
+        result: Obj = applied.to_dict()
+        return result
+
+    def patch_deployment(self, namespace: str, name: str, patch: Any, *, json_patch: bool = False,
+                         dry_run: bool = False, context: str | None = None) -> Obj:
+        """Patch a Deployment (strategic merge by default, or an RFC 6902 JSON patch)."""
+        api = client.AppsV1Api(self._api(context))
+        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            d = api.patch_namespaced_deployment(
+                name, namespace, patch, _content_type=JSON_PATCH if json_patch else MERGE_PATCH,
+                **kwargs)
+        except ApiException as e:
+            raise _error(e, f"changing deployment {namespace}/{name}") from None
+        return self._plain(context, d)
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int, *,
+                         dry_run: bool = False, context: str | None = None) -> Obj:
+        api = client.AppsV1Api(self._api(context))
+        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            s = api.patch_namespaced_deployment_scale(name, namespace,
+                                                      {"spec": {"replicas": replicas}},
+                                                      _content_type=MERGE_PATCH, **kwargs)
+        except ApiException as e:
+            raise _error(e, f"scaling deployment {namespace}/{name}") from None
+        return self._plain(context, s)
+
+    def get_configmap(self, namespace: str, name: str, context: str | None = None) -> Obj | None:
+        try:
+            cm = client.CoreV1Api(self._api(context)).read_namespaced_config_map(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise _error(e, f"reading configmap {namespace}/{name}") from None
+        return self._plain(context, cm)
+
+    def patch_configmap(self, namespace: str, name: str, data: dict[str, str], *,
+                        resource_version: str | None = None, dry_run: bool = False,
+                        context: str | None = None) -> Obj:
+        """Merge ``data`` into a ConfigMap; with ``resource_version`` the write fails (409) if
+        the ConfigMap changed since it was read."""
+        body: Obj = {"data": data}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            cm = client.CoreV1Api(self._api(context)).patch_namespaced_config_map(
+                name, namespace, body, _content_type=MERGE_PATCH, **kwargs)
+        except ApiException as e:
+            raise _error(e, f"changing configmap {namespace}/{name}") from None
+        return self._plain(context, cm)
+
+    # -- watching ------------------------------------------------------------------------------
+
+    def watch_deployment(self, namespace: str, name: str, timeout_seconds: int,
+                         context: str | None = None) -> Iterator[Obj]:
+        """Yield the Deployment each time it changes, for at most ``timeout_seconds``."""
+        api = client.AppsV1Api(self._api(context))
+        w = watch.Watch()
+        try:
+            for event in w.stream(api.list_namespaced_deployment, namespace,
+                                  field_selector=f"metadata.name={name}",
+                                  timeout_seconds=timeout_seconds):
+                yield self._plain(context, event["object"])
+        except ApiException as e:
+            raise _error(e, f"watching deployment {namespace}/{name}") from None
+        finally:
+            w.stop()
