@@ -145,7 +145,21 @@ class Progress:
     message: str
 
 
-def progress(deployment: Obj) -> Progress:
+def progressing_condition(deployment: Obj | None) -> Obj | None:
+    for c in ((deployment or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Progressing":
+            return dict(c)
+    return None
+
+
+def progress(deployment: Obj, earlier: Obj | None = None) -> Progress:
+    """Judge a rollout from the Deployment alone.
+
+    ``earlier``: the Progressing condition as it was before the change being followed. The
+    controller keeps an old ProgressDeadlineExceeded condition until the new rollout makes
+    progress (e.g. right after rolling back from a failed release); that one is not this
+    rollout's failure.
+    """
     spec, status = deployment["spec"], deployment.get("status") or {}
     desired = int(spec.get("replicas", 1))
     updated = int(status.get("updatedReplicas") or 0)
@@ -159,7 +173,7 @@ def progress(deployment: Obj) -> Progress:
     if observed < generation:
         return Progress(desired, updated, ready, available, False, False,
                         "waiting for the deployment controller to see the change")
-    if progressing.get("reason") == "ProgressDeadlineExceeded":
+    if progressing.get("reason") == "ProgressDeadlineExceeded" and progressing != earlier:
         return Progress(desired, updated, ready, available, False, True,
                         f"progress deadline exceeded: {progressing.get('message', '')}".strip())
     if updated < desired:

@@ -75,8 +75,8 @@ NODES: tuple[NodeSpec, ...] = (
     }, cpu="8", memory="32Gi", ip="10.244.2.1"),
 )
 
-LOCAL_PVS_PER_NODE = 6
-NETWORKED_PVS = 6
+LOCAL_PVS_PER_NODE = 20
+NETWORKED_PVS = 20
 
 
 class ClusterError(RuntimeError):

@@ -1,0 +1,291 @@
+"""Slack wiring and the one pipeline every request follows.
+
+Listeners only ``ack()`` (Slack allows 3 s; they return in well under 50 ms, before any
+Kubernetes call) and hand the work to a thread pool. There, :class:`Pipeline` parses, authorizes,
+plans, opens the request at the gate and posts the confirmation message; clicks go through the
+gate; an execution the gate grants runs exactly once, is followed live, and is audited.
+
+Errors are reported in one place (:meth:`Pipeline._report`): a :class:`~bot.errors.DeckhandError`
+is shown as it is; anything else gets a generic line with a correlation id while the traceback
+goes to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import blocks
+from bot.approvals import Button, Gate
+from bot.errors import DeckhandError, StaleError, UsageError
+from bot.progress import follow
+from bot.rbac import Actor, Policy
+from bot.kube import KubeError
+from bot.rollout import Progress, progressing_condition
+from bot.store import Request, State, Store
+from commands import COMMANDS
+from commands.base import Deps, Plan
+
+log = logging.getLogger("deckhand")
+
+_BUTTONS = {blocks.ACTION_CONFIRM: Button.CONFIRM, blocks.ACTION_CANCEL: Button.CANCEL,
+            blocks.ACTION_APPROVE: Button.APPROVE, blocks.ACTION_REJECT: Button.REJECT}
+
+
+def overview() -> str:
+    lines = ["*Deckhand commands* (add `help` for details, e.g. `/deploy help`):"]
+    lines += [f"• `{c.usage()}`" for c in COMMANDS.values()]
+    lines.append("Mutating commands post a plan with Confirm/Cancel; production also needs "
+                 "another person's Approve.")
+    return "\n".join(lines)
+
+
+class Pipeline:
+    """Parse → authorize → plan → confirm → execute → follow → audit, for every request."""
+
+    def __init__(self, deps: Deps, store: Store, policy: Policy, gate: Gate,
+                 executor: Executor, rollout_timeout: float = 600,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.deps = deps
+        self.store = store
+        self.policy = policy
+        self.gate = gate
+        self.executor = executor
+        self.rollout_timeout = rollout_timeout
+        self.clock = clock
+
+    # -- slash commands ------------------------------------------------------------------------
+
+    def command(self, verb: str, payload: dict[str, Any], client: WebClient) -> None:
+        actor = Actor(payload["user_id"], payload.get("team_id", ""), payload.get("channel_id"))
+        channel = payload.get("channel_id", "")
+        try:
+            trigger = payload.get("trigger_id")
+            if trigger and not self.store.first_delivery(f"command:{trigger}"):
+                return  # a redelivered envelope: this command was already handled
+            self._command(verb, payload.get("text", "").strip(), actor, channel, client)
+        except Exception as e:  # noqa: BLE001 - the one place errors are reported
+            self._report(e, client, channel, actor.user_id)
+
+    def _command(self, verb: str, text: str, actor: Actor, channel: str,
+                 client: WebClient, thread_ts: str | None = None) -> None:
+        config = self.deps.config
+        if actor.team_id != config.slack.team_id:
+            self.store.audit("denied", user_id=actor.user_id, team_id=actor.team_id,
+                             action=verb, args={"text": text},
+                             detail="request from another workspace")
+            self._ephemeral(client, channel, actor.user_id,
+                            "Requests from another workspace are refused.")
+            return
+        if verb == "deckhand":
+            self._ephemeral(client, channel, actor.user_id, overview())
+            return
+        cmd = COMMANDS[verb]
+        # /status alone means "everything"; any other command alone, or "help", shows its help.
+        if text == "help" or (text == "" and verb != "status"):
+            self._ephemeral(client, channel, actor.user_id, f"```{cmd.help()}```")
+            return
+        args = cmd.parse(text, config)
+        workload = getattr(args, "workload", None)
+        environment = getattr(args, "environment", None)
+        targets = getattr(args, "targets", None) or [(workload, environment)]
+        for wl, env in targets:
+            decision = self.policy.check(actor, verb, env, wl)
+            if not decision.allowed:
+                self.store.audit("denied", user_id=actor.user_id, team_id=actor.team_id,
+                                 action=verb, args=args.model_dump(), environment=env,
+                                 workload=wl, detail=decision.reason)
+                self._ephemeral(client, channel, actor.user_id, f"Denied: {decision.reason}")
+                return
+        if not cmd.mutating:
+            view = cmd.read(self.deps, args)
+            text_, blocks_ = blocks.view_message(view.title, view.lines)
+            self._ephemeral(client, channel, actor.user_id, text_, blocks_)
+            return
+        plan = cmd.plan(self.deps, args)
+        self.open_request(plan, args.model_dump(), actor, channel, client, thread_ts)
+
+    def open_request(self, plan: Plan, args: dict[str, Any], actor: Actor, channel: str,
+                     client: WebClient, thread_ts: str | None = None) -> Request:
+        policy = self.deps.config.environments[plan.environment].approval
+        request = self.gate.open(
+            verb=plan.verb, args=args, workload=plan.workload, environment=plan.environment,
+            namespace=plan.namespace, actor=actor, channel=channel, plan=plan.model_dump(),
+            approvals_required=policy.approvers,
+            lifetime_seconds=policy.lifetime.total_seconds(), thread_ts=thread_ts)
+        text, blocks_ = blocks.request_message(request)
+        posted = client.chat_postMessage(channel=channel, text=text, blocks=blocks_,
+                                         thread_ts=thread_ts)
+        self.store.set_message(request.id, posted["channel"], posted["ts"])
+        return request
+
+    # -- buttons -------------------------------------------------------------------------------
+
+    def click(self, body: dict[str, Any], client: WebClient) -> None:
+        action = body["actions"][0]
+        user = body["user"]
+        channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get(
+            "channel_id", "")
+        actor = Actor(user["id"], user.get("team_id") or body.get("team", {}).get("id", ""),
+                      channel)
+        try:
+            if action["action_id"] == blocks.ACTION_ROLLBACK:
+                self._rollback_offer(action["value"], actor, channel, body, client)
+                return
+            result = self.gate.click(action["value"], actor, _BUTTONS[action["action_id"]])
+            if result.notice:
+                self._ephemeral(client, channel, actor.user_id, result.notice)
+            if result.request is not None and result.changed:
+                self._update(client, result.request)
+            if result.execute and result.request is not None:
+                self.execute(result.request, client)
+        except Exception as e:  # noqa: BLE001 - the one place errors are reported
+            self._report(e, client, channel, actor.user_id)
+
+    def _rollback_offer(self, value: str, actor: Actor, channel: str, body: dict[str, Any],
+                        client: WebClient) -> None:
+        """The Rollback button of a failed rollout: a new /rollback through the same gate,
+        posted in the failed request's thread."""
+        workload, environment = value.split()
+        message = body.get("message") or {}
+        self._command("rollback", f"{workload} {environment}", actor, channel, client,
+                      thread_ts=message.get("thread_ts") or message.get("ts"))
+
+    # -- execution -----------------------------------------------------------------------------
+
+    def execute(self, request: Request, client: WebClient) -> None:
+        """Run a request the gate put in ``executing``; called exactly once per request."""
+        cmd = COMMANDS[request.verb]
+        plan = Plan.model_validate(request.plan)
+        self.store.audit("executing", request=request, user_id=request.requester)
+        earlier = None
+        if plan.follow:
+            try:
+                earlier = progressing_condition(self.deps.kube.get_deployment(
+                    plan.namespace, plan.target.name, plan.context))
+            except KubeError:
+                earlier = None  # the execution below reports the cluster's state itself
+        try:
+            outcome = cmd.execute(self.deps, plan, request.requester)
+        except StaleError as e:
+            self._finish(request, client, ok=False, message=str(e), event="stale")
+            return
+        except DeckhandError as e:
+            self._finish(request, client, ok=False, message=str(e))
+            return
+        except Exception:  # noqa: BLE001 - a bug must still end the request, not strand it
+            ref = uuid.uuid4().hex[:8]
+            log.exception("execution of %s failed (ref %s)", request.id, ref)
+            self._finish(request, client, ok=False,
+                         message=f"internal error (ref {ref}); see the bot's log")
+            return
+        self.store.audit("executed", request=request, result=outcome.message)
+        if not plan.follow:
+            self._finish(request, client, ok=True, message=outcome.message)
+            return
+
+        def report(p: Progress, reasons: list[str]) -> None:
+            lines = [f"Rollout: {p.message} (updated {p.updated}/{p.desired}, ready {p.ready}, "
+                     f"available {p.available})"] + [f"• {r}" for r in reasons[:10]]
+            current = self.store.get(request.id)
+            if current is not None:
+                self._update(client, current, lines)
+
+        final = follow(self.deps.kube, plan.namespace, plan.target.name, plan.context, report,
+                       self.rollout_timeout, earlier)
+        if final is None:
+            self._finish(request, client, ok=False, rollback=True,
+                         message=f"rollout did not finish within {self.rollout_timeout:.0f} s")
+        elif final.failed:
+            self._finish(request, client, ok=False, rollback=True,
+                         message=f"rollout failed: {final.message}")
+        else:
+            self._finish(request, client, ok=True, message=f"{outcome.message}; {final.message}")
+
+    def _finish(self, request: Request, client: WebClient, ok: bool, message: str,
+                event: str | None = None, rollback: bool = False) -> None:
+        result = {"ok": ok, "message": message, "rollback_offer": rollback}
+        state = State.SUCCEEDED if ok else State.FAILED
+        self.store.transition(request.id, [State.EXECUTING], state, result=result)
+        self.store.audit(event or str(state), request=request, result=str(state),
+                         detail=message)
+        current = self.store.get(request.id)
+        if current is not None:
+            self._update(client, current)
+
+    # -- Slack output --------------------------------------------------------------------------
+
+    def _update(self, client: WebClient, request: Request,
+                progress: list[str] | None = None) -> None:
+        if not request.message_ts:
+            return
+        text, blocks_ = blocks.request_message(request, progress)
+        try:
+            client.chat_update(channel=request.channel, ts=request.message_ts, text=text,
+                               blocks=blocks_)
+        except SlackApiError as e:
+            log.warning("chat.update of request %s failed: %s", request.id,
+                        e.response.get("error"))
+
+    def _ephemeral(self, client: WebClient, channel: str, user: str, text: str,
+                   blocks_: list[dict[str, Any]] | None = None) -> None:
+        if blocks_ is None:
+            text, blocks_ = blocks.notice(text)
+        client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks_)
+
+    def _report(self, error: Exception, client: WebClient, channel: str, user: str) -> None:
+        if isinstance(error, UsageError):
+            text = str(error) + (f"\nUsage: `{error.usage}`" if error.usage else "")
+        elif isinstance(error, DeckhandError):
+            text = str(error)
+        else:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("request failed (ref %s)", ref)
+            text = f"Something went wrong (ref {ref}); nothing more is known to the bot user."
+        try:
+            self._ephemeral(client, channel, user, text)
+        except SlackApiError:
+            log.exception("could not tell %s about an error", user)
+
+    # -- background ----------------------------------------------------------------------------
+
+    def sweep(self, client: WebClient) -> None:
+        """Expire overdue requests and update their messages (their buttons disappear)."""
+        for request in self.gate.expire_due():
+            self._update(client, request)
+
+    def resume(self, client: WebClient) -> None:
+        """After a restart: run approved requests, report interrupted ones."""
+        resume, interrupted = self.gate.recover()
+        for request in interrupted:
+            self._update(client, request)
+        for request in resume:
+            self.executor.submit(self.execute, request, client)
+
+
+def create_app(app: App, pipeline: Pipeline) -> App:
+    """Register the listeners on a Bolt app. Each one acks first and schedules the work."""
+
+    def on_command(ack: Callable[..., None], command: dict[str, Any], client: WebClient) -> None:
+        ack()
+        verb = command["command"].lstrip("/")
+        pipeline.executor.submit(pipeline.command, verb, command, client)
+
+    for verb in [*COMMANDS, "deckhand"]:
+        app.command(f"/{verb}")(on_command)
+
+    def on_action(ack: Callable[..., None], body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        pipeline.executor.submit(pipeline.click, body, client)
+
+    for action_id in [*_BUTTONS, blocks.ACTION_ROLLBACK]:
+        app.action(action_id)(on_action)
+    return app

@@ -1,0 +1,196 @@
+"""What every command shares: the argument grammar, the plan it returns, and the seams it gets.
+
+A command is a class with a docstring (its help text: first line is the usage), an argument model,
+and either ``plan``/``execute`` (mutating commands, which go through the confirmation gate) or
+``read`` (read-only ones). Commands return data; bot/blocks.py renders it.
+
+Argument grammar: positional words, then ``key=value`` pairs, e.g.
+``cardano-node production image=ghcr.io/intersectmbo/cardano-node:10.1.4``. Unknown keys, missing
+or surplus words are usage errors, and nothing is changed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+from bot.config import DeckhandConfig
+from bot.errors import ClusterError, StaleError, UsageError
+from bot.kube import KubeError, KubeGateway
+from bot.store import Store
+
+
+@dataclass(frozen=True)
+class Deps:
+    """The seams a command may use. Nothing else reaches the outside world."""
+
+    config: DeckhandConfig
+    kube: KubeGateway
+    store: Store | None = None
+    """For read-only commands that show past requests (/history)."""
+
+
+class Target(BaseModel):
+    """The object a plan was made against, and the version it had then (None = absent)."""
+
+    kind: str = "Deployment"
+    namespace: str
+    name: str
+    generation: int | None = None
+    resource_version: str | None = None
+
+
+class Plan(BaseModel):
+    """What a mutating command will do, for the confirmation message and the executor."""
+
+    verb: str
+    workload: str
+    environment: str
+    namespace: str
+    context: str | None = None
+    summary: list[str]
+    """Human lines: what happens, in the confirmation message."""
+    changes: list[str] = Field(default_factory=list)
+    """What changes, field by field (``image: a -> b``)."""
+    target: Target
+    steps: dict[str, Any] = Field(default_factory=dict)
+    """Command-specific data the execution needs (patches, objects)."""
+    follow: bool = True
+    """Watch the rollout after executing."""
+
+
+class Outcome(BaseModel):
+    ok: bool
+    message: str
+
+
+class View(BaseModel):
+    """The answer of a read-only command."""
+
+    title: str
+    lines: list[str]
+
+
+class Resolved(BaseModel):
+    workload: str
+    environment: str
+    namespace: str
+    context: str | None
+    deployment: str
+
+
+class Command:
+    """Base for commands; subclasses set ``name`` and document usage in their docstring."""
+
+    name: ClassVar[str]
+    mutating: ClassVar[bool] = True
+
+    @classmethod
+    def usage(cls) -> str:
+        return inspect.getdoc(cls).splitlines()[0] if inspect.getdoc(cls) else cls.name
+
+    @classmethod
+    def help(cls) -> str:
+        return inspect.getdoc(cls) or cls.name
+
+    def parse(self, text: str, config: DeckhandConfig) -> BaseModel:
+        raise NotImplementedError
+
+    def plan(self, deps: Deps, args: Any) -> Plan:
+        raise NotImplementedError
+
+    def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
+        raise NotImplementedError
+
+    def read(self, deps: Deps, args: Any) -> View:
+        raise NotImplementedError
+
+
+def split_args(text: str, command: type[Command], keys: set[str], min_pos: int, max_pos: int
+               ) -> tuple[list[str], dict[str, str]]:
+    """Split ``text`` into positional words and ``key=value`` options, or raise UsageError."""
+    words = text.split()
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    for word in words:
+        if "=" in word:
+            key, _, value = word.partition("=")
+            if key not in keys:
+                allowed = ", ".join(sorted(keys)) or "none"
+                raise UsageError(f"unknown option {key!r} (options: {allowed})", command.usage())
+            if not value:
+                raise UsageError(f"option {key}= needs a value", command.usage())
+            if key in options:
+                raise UsageError(f"option {key}= given twice", command.usage())
+            options[key] = value
+        else:
+            if options:
+                raise UsageError(f"{word!r}: options must come last", command.usage())
+            positional.append(word)
+    if len(positional) < min_pos:
+        raise UsageError("missing arguments", command.usage())
+    if len(positional) > max_pos:
+        extra = " ".join(positional[max_pos:])
+        raise UsageError(f"unexpected {extra!r}", command.usage())
+    return positional, options
+
+
+def resolve(config: DeckhandConfig, workload: str, environment: str | None,
+            command: type[Command]) -> Resolved:
+    """Check a workload/environment pair against the configuration (default environment too)."""
+    if workload not in config.workloads:
+        known = ", ".join(sorted(config.workloads))
+        raise UsageError(f"unknown workload {workload!r} (known: {known})", command.usage())
+    w = config.workloads[workload]
+    if environment is None:
+        if w.default_environment is None:
+            raise UsageError(f"{workload} has no default environment; name one of "
+                             f"{', '.join(w.environments)}", command.usage())
+        environment = w.default_environment
+    if environment not in config.environments:
+        known = ", ".join(sorted(config.environments))
+        raise UsageError(f"unknown environment {environment!r} (known: {known})",
+                         command.usage())
+    if environment not in w.environments:
+        raise UsageError(f"{workload} is not deployed to {environment} "
+                         f"(allowed: {', '.join(w.environments)})", command.usage())
+    return Resolved(workload=workload, environment=environment,
+                    namespace=config.namespace_of(workload, environment),
+                    context=config.environments[environment].context,
+                    deployment=config.deployment_of(workload))
+
+
+def current_deployment(deps: Deps, r: Resolved) -> dict[str, Any]:
+    try:
+        d = deps.kube.get_deployment(r.namespace, r.deployment, r.context)
+    except KubeError as e:
+        raise ClusterError(str(e)) from None
+    if d is None:
+        raise UsageError(f"{r.workload} is not deployed in {r.environment} "
+                         f"(no deployment {r.namespace}/{r.deployment}); use /deploy first")
+    return d
+
+
+def deployment_target(d: dict[str, Any]) -> Target:
+    return Target(namespace=d["metadata"]["namespace"], name=d["metadata"]["name"],
+                  generation=d["metadata"].get("generation"),
+                  resource_version=d["metadata"].get("resourceVersion"))
+
+
+def check_not_stale(deps: Deps, plan: Plan) -> dict[str, Any] | None:
+    """Refuse to execute if the Deployment changed (spec generation) since the plan."""
+    t = plan.target
+    try:
+        d = deps.kube.get_deployment(t.namespace, t.name, plan.context)
+    except KubeError as e:
+        raise ClusterError(str(e)) from None
+    now = d["metadata"].get("generation") if d else None
+    if now != t.generation:
+        was = "absent" if t.generation is None else f"generation {t.generation}"
+        is_ = "absent" if now is None else f"generation {now}"
+        raise StaleError(f"{t.namespace}/{t.name} changed since this was planned ({was}, now "
+                         f"{is_}); nothing was done. Run the command again for a fresh plan.")
+    return d

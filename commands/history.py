@@ -1,0 +1,58 @@
+"""/history: a workload's revisions and the last actions Deckhand took on it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+
+from bot.config import DeckhandConfig
+from bot.errors import ClusterError
+from bot.kube import KubeError
+from bot.rollout import REVISION, history, selector_of
+from commands.base import Command, Deps, View, current_deployment, resolve, split_args
+
+
+class HistoryArgs(BaseModel):
+    workload: str
+    environment: str
+
+
+class History(Command):
+    """/history <workload> [env]
+
+    Read-only. The Deployment's revisions (image and change-cause, newest first, the current
+    one marked) and the last requests made through Deckhand. Example: /history cardano-node
+    """
+
+    name = "history"
+    mutating = False
+
+    def parse(self, text: str, config: DeckhandConfig) -> HistoryArgs:
+        words, _ = split_args(text, History, set(), 1, 2)
+        r = resolve(config, words[0], words[1] if len(words) > 1 else None, History)
+        return HistoryArgs(workload=r.workload, environment=r.environment)
+
+    def read(self, deps: Deps, args: HistoryArgs) -> View:
+        r = resolve(deps.config, args.workload, args.environment, History)
+        d = current_deployment(deps, r)
+        try:
+            rss = deps.kube.list_replica_sets(r.namespace, selector_of(d), r.context)
+        except KubeError as e:
+            raise ClusterError(str(e)) from None
+        current = (d["metadata"].get("annotations") or {}).get(REVISION)
+        container = deps.config.workloads[r.workload].container
+        lines = []
+        for rev in reversed(history(d, rss, container)):
+            mark = " (current)" if str(rev.number) == current else ""
+            lines.append(f"revision {rev.number}{mark}: `{rev.image}` — "
+                         f"{rev.change_cause or 'no change-cause'}")
+        if deps.store is not None:
+            recent = deps.store.recent(r.workload, r.environment, limit=5)
+            if recent:
+                lines.append("Last requests:")
+            for req in recent:
+                when = datetime.fromtimestamp(req.created_at, UTC)
+                lines.append(f"{when:%Y-%m-%d %H:%M}Z /{req.verb} by <@{req.requester}>: "
+                             f"{req.state}")
+        return View(title=f"History of {r.workload} in {r.environment}", lines=lines)

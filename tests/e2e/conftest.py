@@ -1,0 +1,99 @@
+"""The whole bot, unmodified, against the Slack stand-in and the real control plane.
+
+``deckhand`` fixture: writes a configuration whose environments live in namespaces unique to the
+test, builds the bot exactly as ``deckhand run`` does (bot.__main__.build), serves it in Socket
+Mode or HTTP mode through the stand-in, and stops it afterwards. Users (from the stand-in's demo
+workspace): U1 alice and the @sre group (U2 bob, U3 carol) are deployers; U4 dave has no binding.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from bot.__main__ import build
+from bot.app import Pipeline
+from bot.settings import Settings
+from tests.cluster.build import REPO_ROOT
+from tests.cluster.cluster import Cluster
+from tests.slack.fixtures import serve_bolt, slack_standin, slack_workspace  # noqa: F401
+from tests.slack.server import SlackStandin
+
+
+@dataclass
+class Bot:
+    pipeline: Pipeline
+    settings: Settings
+    namespaces: dict[str, str]
+    standin: SlackStandin
+
+    @property
+    def store(self) -> Any:
+        return self.pipeline.store
+
+
+def e2e_config(prefix: str, lifetime: str = "10m") -> dict[str, Any]:
+    deployer = ["status", "history", "deploy", "rollback", "update", "restart", "scale",
+                "approve"]
+    return {
+        "slack": {"team_id": "T0001"},
+        "environments": {
+            "dev": {"namespace": f"{prefix}-dev",
+                    "approval": {"approvers": 0, "lifetime": lifetime}},
+            "staging": {"namespace": f"{prefix}-staging",
+                        "approval": {"approvers": 0, "lifetime": lifetime}},
+            "production": {"namespace": f"{prefix}-prod",
+                           "approval": {"approvers": 1, "approver_roles": ["deployer"],
+                                        "lifetime": lifetime}},
+        },
+        "workloads": {"cardano-node": {
+            "manifests": str(REPO_ROOT / "manifests" / "cardano-node"),
+            "container": "cardano-node", "environments": ["dev", "staging", "production"],
+            "default_environment": "production", "replicas": {"min": 0, "max": 2}}},
+        "rbac": {"roles": {"deployer": deployer, "viewer": ["status", "history"]},
+                 "bindings": [{"role": "deployer", "users": ["U1"]},
+                              {"role": "deployer", "groups": ["S1"]}]},
+    }
+
+
+@pytest.fixture
+def make_bot(slack_standin: SlackStandin, serve_bolt: Callable[..., Any], cluster: Cluster,  # noqa: F811
+             api_client: client.ApiClient, tmp_path: Path
+             ) -> Iterator[Callable[..., Bot]]:
+    prefix = f"e2e-{uuid.uuid4().hex[:6]}"
+    built: list[Bot] = []
+
+    def make(mode: str = "socket", config: dict[str, Any] | None = None,
+             database: Path | None = None) -> Bot:
+        cfg = config or e2e_config(prefix)
+        path = tmp_path / "deckhand.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        settings = Settings(
+            slack_bot_token=slack_standin.bot_token, slack_app_token=slack_standin.app_token,
+            slack_signing_secret=slack_standin.signing_secret, mode=mode,
+            slack_api_url=slack_standin.api_url, config_file=path,
+            kubeconfig=cluster.kubeconfig, database=database or tmp_path / "deckhand.db",
+            rollout_timeout=60)
+        app, pipeline = build(settings)
+        pipeline.resume(app.client)
+        serve_bolt(app, mode)
+        bot = Bot(pipeline, settings, {e: v["namespace"] for e, v in cfg["environments"].items()},
+                  slack_standin)
+        built.append(bot)
+        return bot
+
+    yield make
+    for bot in built:
+        bot.pipeline.executor.shutdown(wait=True, cancel_futures=True)  # type: ignore[attr-defined]
+        bot.store.close()
+    core = client.CoreV1Api(api_client)
+    for ns in core.list_namespace().items:
+        if ns.metadata.name.startswith(prefix):
+            core.delete_namespace(ns.metadata.name)

@@ -1,0 +1,70 @@
+"""The renderer: which buttons a request shows in each state, and Slack's limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot import blocks
+from bot.store import Request, State
+
+
+def request(state: State, approvals: int = 0, **extra: Any) -> Request:
+    return Request(id="r1", verb="deploy", args={}, workload="cardano-node",
+                   environment="production", namespace="cardano", requester="U1", team="T1",
+                   channel="C1", state=state, approvals_required=approvals,
+                   plan={"summary": ["Deploy cardano-node"], "changes": ["image: a -> b"]},
+                   created_at=0, expires_at=600, updated_at=0, **extra)
+
+
+def action_ids(rendered: list[dict[str, Any]]) -> list[str]:
+    return [e["action_id"] for b in rendered if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_pending_request_offers_confirm_cancel_and_approval_buttons() -> None:
+    text, rendered = blocks.request_message(request(State.PENDING, approvals=1))
+    assert action_ids(rendered) == [blocks.ACTION_CONFIRM, blocks.ACTION_CANCEL,
+                                    blocks.ACTION_APPROVE, blocks.ACTION_REJECT]
+    assert all(e["value"] == "r1" for b in rendered if b["type"] == "actions"
+               for e in b["elements"])
+    assert text == "/deploy cardano-node in production: pending"
+    assert "`image: a -> b`" in rendered[1]["text"]["text"]
+
+
+def test_confirmed_request_keeps_only_cancel_and_approvals() -> None:
+    _, rendered = blocks.request_message(request(State.CONFIRMED, approvals=1,
+                                                 approvers=[]))
+    assert action_ids(rendered) == [blocks.ACTION_CANCEL, blocks.ACTION_APPROVE,
+                                    blocks.ACTION_REJECT]
+
+
+def test_no_approval_buttons_where_none_are_needed() -> None:
+    _, rendered = blocks.request_message(request(State.PENDING))
+    assert action_ids(rendered) == [blocks.ACTION_CONFIRM, blocks.ACTION_CANCEL]
+
+
+def test_closed_requests_have_no_buttons() -> None:
+    for state in (State.EXECUTING, State.SUCCEEDED, State.CANCELLED, State.REJECTED,
+                  State.EXPIRED):
+        _, rendered = blocks.request_message(request(state, approvals=1))
+        assert action_ids(rendered) == [], state
+
+
+def test_failed_rollout_offers_rollback() -> None:
+    failed = request(State.FAILED, result={"ok": False, "message": "rollout failed",
+                                           "rollback_offer": True})
+    _, rendered = blocks.request_message(failed)
+    assert action_ids(rendered) == [blocks.ACTION_ROLLBACK]
+    button = next(e for b in rendered if b["type"] == "actions" for e in b["elements"])
+    assert button["value"] == "cardano-node production"
+    stale = request(State.FAILED, result={"ok": False, "message": "stale",
+                                          "rollback_offer": False})
+    assert action_ids(blocks.request_message(stale)[1]) == []
+
+
+def test_long_views_are_split_and_capped() -> None:
+    lines = [f"pod cardano-node-{i}: Running on netcup-worker-1, 0 restart(s)" + "x" * 200
+             for i in range(2000)]
+    _, rendered = blocks.view_message("Status", lines)
+    assert len(rendered) == blocks.MAX_BLOCKS
+    assert all(len(b["text"]["text"]) <= blocks.MAX_SECTION for b in rendered)
+    assert rendered[-1]["text"]["text"] == "_…more omitted_"
