@@ -125,9 +125,7 @@ class Gate:
                                                f"request, can {button} it.")
         decision = self.policy.check(actor, request.verb, request.environment, request.workload)
         if not decision.allowed:
-            self.store.audit("denied", request=request, user_id=actor.user_id,
-                             detail=f"{button}: {decision.reason}")
-            return ClickResult(request, notice=f"Not allowed: {decision.reason}")
+            return self._denied(request, actor, button, decision)
         if button is Button.CANCEL:
             if not self.store.transition(request.id, OPEN_STATES, State.CANCELLED):
                 return self._lost(request.id)
@@ -146,9 +144,7 @@ class Gate:
                                                "another approver has to.")
         decision = self.policy.may_approve(actor, request.environment, request.workload)
         if not decision.allowed:
-            self.store.audit("denied", request=request, user_id=actor.user_id,
-                             detail=f"{button}: {decision.reason}")
-            return ClickResult(request, notice=f"Not allowed: {decision.reason}")
+            return self._denied(request, actor, button, decision)
         if button is Button.REJECT:
             if not self.store.transition(request.id, OPEN_STATES, State.REJECTED):
                 return self._lost(request.id)
@@ -177,6 +173,12 @@ class Gate:
             if self.store.transition(request_id, [State.APPROVED], State.EXECUTING):
                 return ClickResult(self.store.get(request_id), changed=True, execute=True)
         return ClickResult(self.store.get(request_id), changed=True)
+
+    def _denied(self, request: Request, actor: Actor, button: Button,
+                decision: Decision) -> ClickResult:
+        self.store.audit("denied", request=request, user_id=actor.user_id,
+                         detail=f"{button}: {decision.reason}")
+        return ClickResult(request, notice=f"Not allowed: {decision.reason}")
 
     def _lost(self, request_id: str) -> ClickResult:
         # Another click (or the expiry sweep) changed the request between our read and write.

@@ -237,6 +237,13 @@ class DeckhandConfig(_Model):
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
 
+def yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    """``<file>: line L, column C: not valid YAML: <problem>`` for a parse error."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+    return f"{path}:{where} not valid YAML: {getattr(e, 'problem', None) or e}"
+
+
 def load_config(path: Path) -> DeckhandConfig:
     """Read and validate a configuration file; every failure is a :class:`ConfigError`."""
     try:
@@ -244,10 +251,7 @@ def load_config(path: Path) -> DeckhandConfig:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML: "
-                          f"{getattr(e, 'problem', None) or e}") from None
+        raise ConfigError(yaml_error(path, e)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got "
                           f"{type(raw).__name__}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,22 @@ def _error(e: Exception, what: str) -> KubeError:
     if status == 404:
         return NotFound(text, status)
     return KubeError(text, status)
+
+
+def _write_options(dry_run: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {"field_manager": FIELD_MANAGER}
+    if dry_run:
+        options["dry_run"] = "All"
+    return options
+
+
+@contextmanager
+def _calling(what: str) -> Iterator[None]:
+    """Turn the client's exceptions into a KubeError that names what was being done."""
+    try:
+        yield
+    except (ApiException, DynamicApiError) as e:
+        raise _error(e, what) from None
 
 
 @dataclass(frozen=True)
@@ -114,27 +131,21 @@ class KubeGateway:
 
     def list_replica_sets(self, namespace: str, selector: str,
                           context: str | None = None) -> list[Obj]:
-        try:
+        with _calling(f"listing replica sets in {namespace}"):
             rs = client.AppsV1Api(self._api(context)).list_namespaced_replica_set(
                 namespace, label_selector=selector)
-        except ApiException as e:
-            raise _error(e, f"listing replica sets in {namespace}") from None
         return [self._plain(context, r) for r in rs.items]
 
     def list_pods(self, namespace: str, selector: str, context: str | None = None) -> list[Obj]:
-        try:
+        with _calling(f"listing pods in {namespace}"):
             pods = client.CoreV1Api(self._api(context)).list_namespaced_pod(
                 namespace, label_selector=selector)
-        except ApiException as e:
-            raise _error(e, f"listing pods in {namespace}") from None
         return [self._plain(context, p) for p in pods.items]
 
     def list_pvcs(self, namespace: str, context: str | None = None) -> list[Obj]:
-        try:
+        with _calling(f"listing volume claims in {namespace}"):
             pvcs = client.CoreV1Api(self._api(context)).list_namespaced_persistent_volume_claim(
                 namespace)
-        except ApiException as e:
-            raise _error(e, f"listing volume claims in {namespace}") from None
         return [self._plain(context, p) for p in pvcs.items]
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str,
@@ -154,16 +165,12 @@ class KubeGateway:
     def apply(self, obj: Obj, dry_run: bool, context: str | None = None) -> Obj:
         """Server-side apply one object with the ``deckhand`` field manager."""
         meta = obj.get("metadata", {})
-        try:
+        with _calling(f"applying {obj.get('kind')} {meta.get('name')}"):
             resource = self._dyn(context).resources.get(api_version=obj["apiVersion"],
                                                          kind=obj["kind"])
-            kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": True}
-            if dry_run:
-                kwargs["dry_run"] = "All"
             applied = resource.server_side_apply(body=obj, name=meta.get("name"),
-                                                 namespace=meta.get("namespace"), **kwargs)
-        except DynamicApiError as e:
-            raise _error(e, f"applying {obj.get('kind')} {meta.get('name')}") from None
+                                                 namespace=meta.get("namespace"),
+                                                 force_conflicts=True, **_write_options(dry_run))
         result: Obj = applied.to_dict()
         return result
 
@@ -171,29 +178,20 @@ class KubeGateway:
                          dry_run: bool = False, context: str | None = None) -> Obj:
         """Patch a Deployment (strategic merge by default, or an RFC 6902 JSON patch)."""
         api = client.AppsV1Api(self._api(context))
-        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER}
-        if dry_run:
-            kwargs["dry_run"] = "All"
-        try:
+        with _calling(f"changing deployment {namespace}/{name}"):
             d = api.patch_namespaced_deployment(
                 name, namespace, patch, _content_type=JSON_PATCH if json_patch else MERGE_PATCH,
-                **kwargs)
-        except ApiException as e:
-            raise _error(e, f"changing deployment {namespace}/{name}") from None
+                **_write_options(dry_run))
         return self._plain(context, d)
 
     def scale_deployment(self, namespace: str, name: str, replicas: int, *,
                          dry_run: bool = False, context: str | None = None) -> Obj:
         api = client.AppsV1Api(self._api(context))
-        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER}
-        if dry_run:
-            kwargs["dry_run"] = "All"
-        try:
+        with _calling(f"scaling deployment {namespace}/{name}"):
             s = api.patch_namespaced_deployment_scale(name, namespace,
                                                       {"spec": {"replicas": replicas}},
-                                                      _content_type=MERGE_PATCH, **kwargs)
-        except ApiException as e:
-            raise _error(e, f"scaling deployment {namespace}/{name}") from None
+                                                      _content_type=MERGE_PATCH,
+                                                      **_write_options(dry_run))
         return self._plain(context, s)
 
     def get_configmap(self, namespace: str, name: str, context: str | None = None) -> Obj | None:
@@ -213,14 +211,9 @@ class KubeGateway:
         body: Obj = {"data": data}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER}
-        if dry_run:
-            kwargs["dry_run"] = "All"
-        try:
+        with _calling(f"changing configmap {namespace}/{name}"):
             cm = client.CoreV1Api(self._api(context)).patch_namespaced_config_map(
-                name, namespace, body, _content_type=MERGE_PATCH, **kwargs)
-        except ApiException as e:
-            raise _error(e, f"changing configmap {namespace}/{name}") from None
+                name, namespace, body, _content_type=MERGE_PATCH, **_write_options(dry_run))
         return self._plain(context, cm)
 
     # -- watching ------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
                       ValidationError, create_model, model_validator)
 
-from bot.config import ConfigError, DeckhandConfig, Name, load_config
+from bot.config import ConfigError, DeckhandConfig, Name, load_config, yaml_error
 
 Manifest = dict[str, Any]
 
@@ -245,10 +245,7 @@ def _read_yaml(path: Path) -> list[Any]:
     except OSError as e:
         raise RenderError(f"{path}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        raise RenderError(f"{path}:{where} not valid YAML: "
-                          f"{getattr(e, 'problem', None) or e}") from None
+        raise RenderError(yaml_error(path, e)) from None
 
 
 def _load_values(path: Path, config: DeckhandConfig, environment: str) -> tuple[set[str],

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from bot.config import DeckhandConfig
 from bot.errors import ClusterError, StaleError, UsageError
 from bot.kube import KubeError, KubeGateway
+from bot.render import RenderError, validate_image_ref
 from bot.store import Store
 
 
@@ -136,6 +137,16 @@ def split_args(text: str, command: type[Command], keys: set[str], min_pos: int, 
         extra = " ".join(positional[max_pos:])
         raise UsageError(f"unexpected {extra!r}", command.usage())
     return positional, options
+
+
+def image_option(options: dict[str, str], command: type[Command]) -> str | None:
+    """The validated ``image=`` option, if given."""
+    if "image" not in options:
+        return None
+    try:
+        return validate_image_ref(options["image"])
+    except RenderError as e:
+        raise UsageError(str(e), command.usage()) from None
 
 
 def resolve(config: DeckhandConfig, workload: str, environment: str | None,

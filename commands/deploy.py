@@ -9,10 +9,10 @@ from pydantic import BaseModel
 from bot.config import DeckhandConfig
 from bot.errors import ClusterError, UsageError
 from bot.kube import KubeError
-from bot.render import RenderError, render, validate_image_ref
+from bot.render import RenderError, render
 from bot.rollout import CHANGE_CAUSE, image_of
-from commands.base import (Command, Deps, Outcome, Plan, Target, check_not_stale, resolve,
-                           split_args)
+from commands.base import (Command, Deps, Outcome, Plan, Target, check_not_stale, image_option,
+                           resolve, split_args)
 
 
 class DeployArgs(BaseModel):
@@ -39,12 +39,7 @@ class Deploy(Command):
 
     def parse(self, text: str, config: DeckhandConfig) -> DeployArgs:
         (workload, environment), options = split_args(text, Deploy, {"image"}, 2, 2)
-        image = None
-        if "image" in options:
-            try:
-                image = validate_image_ref(options["image"])
-            except RenderError as e:
-                raise UsageError(str(e), self.usage()) from None
+        image = image_option(options, Deploy)
         r = resolve(config, workload, environment, Deploy)
         return DeployArgs(workload=r.workload, environment=r.environment, image=image)
 

@@ -10,10 +10,9 @@ from pydantic import BaseModel
 from bot.config import DeckhandConfig
 from bot.errors import ClusterError, StaleError, UsageError
 from bot.kube import KubeError
-from bot.render import RenderError, validate_image_ref
 from bot.rollout import CHANGE_CAUSE, image_of
 from commands.base import (Command, Deps, Outcome, Plan, check_not_stale, current_deployment,
-                           deployment_target, resolve, split_args)
+                           deployment_target, image_option, resolve, split_args)
 from commands.restart import restart_patch
 
 # ConfigMap keys: what Kubernetes accepts (alphanumerics, '-', '_', '.').
@@ -51,13 +50,10 @@ class Update(Command):
             return UpdateArgs(workload=r.workload, environment=r.environment, config_key=key,
                               config_value=value)
         (workload, environment), options = split_args(text, Update, {"image"}, 2, 2)
-        if "image" not in options:
+        image = image_option(options, Update)
+        if image is None:
             raise UsageError("say what to update: image=<ref> or config <key>=<value>",
                              self.usage())
-        try:
-            image = validate_image_ref(options["image"])
-        except RenderError as e:
-            raise UsageError(str(e), self.usage()) from None
         r = resolve(config, workload, environment, Update)
         return UpdateArgs(workload=r.workload, environment=r.environment, image=image)
 

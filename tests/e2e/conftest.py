@@ -70,9 +70,8 @@ def make_bot(slack_standin: SlackStandin, serve_bolt: Callable[..., Any], cluste
     prefix = f"e2e-{uuid.uuid4().hex[:6]}"
     built: list[Bot] = []
 
-    def make(mode: str = "socket", config: dict[str, Any] | None = None,
-             database: Path | None = None) -> Bot:
-        cfg = config or e2e_config(prefix)
+    def make(mode: str = "socket", lifetime: str = "10m", database: Path | None = None) -> Bot:
+        cfg = e2e_config(prefix, lifetime)
         path = tmp_path / "deckhand.yaml"
         path.write_text(yaml.safe_dump(cfg))
         settings = Settings(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -170,29 +171,38 @@ def test_twenty_concurrent_confirms_execute_once_and_stale_plans_are_refused(
     assert "stale" in events(bot)
 
 
-def test_click_after_expiry_does_nothing(make_bot: Any, apps: client.AppsV1Api,
-                                         core: client.CoreV1Api) -> None:
-    from tests.e2e.conftest import e2e_config
-
-    bot = make_bot("socket")
+def test_expired_requests_do_nothing(make_bot: Any, apps: client.AppsV1Api,
+                                     core: client.CoreV1Api) -> None:
+    bot = make_bot("socket", lifetime="2s")
     slack = bot.standin
     ns = bot.namespaces["staging"]
     seed(apps, core, ns, [IMAGE_A])
-    # Shorten the lifetime of this one request through the store, as the clock would.
-    slack.slash_command("/restart", "cardano-node staging", user="U1", channel="C1")
-    msg = slack.wait_for_message(r"Restart cardano-node in staging", channel="C1")
-    rid = only_request(bot)
-    with bot.store._tx() as db:  # noqa: SLF001 - move the expiry into the past
-        db.execute("UPDATE requests SET expires_at = 0 WHERE id = ?", (rid,))
     generation = apps.read_namespaced_deployment("cardano-node", ns).metadata.generation
-    slack.click("deckhand_confirm", user="U1", message=msg)
-    expired = slack.wait_for_update(msg, r"expired")
+
+    slack.slash_command("/restart", "cardano-node staging", user="U1", channel="C1")
+    late = slack.wait_for_message(r"Restart cardano-node in staging", channel="C1")
+    slack.slash_command("/scale", "cardano-node staging 0", user="U1", channel="C1")
+    swept = slack.wait_for_message(r"Scale cardano-node in staging", channel="C1")
+    time.sleep(2.5)  # the requests' lifetime
+
+    # A click that arrives after the lifetime expires the request instead of running it.
+    slack.click("deckhand_confirm", user="U1", message=late)
+    expired = slack.wait_for_update(late, r"expired")
     slack.wait_for_ephemeral(r"expired; nothing was done", user="U1")
-    assert not any(el for b in expired.blocks if b.get("type") == "actions"
-                   for el in b.get("elements", []))
-    assert apps.read_namespaced_deployment("cardano-node", ns).metadata.generation == generation
-    assert "executing" not in events(bot, rid)
-    assert e2e_config  # the config helper is shared with other tests
+    assert action_ids(expired) == []
+    # The sweep (every few seconds in `deckhand run`) expires the rest; their buttons go away.
+    bot.pipeline.sweep(slack.web_client())
+    assert action_ids(slack.wait_for_update(swept, r"expired")) == []
+
+    d = apps.read_namespaced_deployment("cardano-node", ns)
+    assert (d.metadata.generation, d.spec.replicas) == (generation, 1)
+    assert "executing" not in events(bot)
+    assert events(bot).count("expired") == 2
+
+
+def action_ids(message: Any) -> list[str]:
+    return [el["action_id"] for b in message.blocks if b.get("type") == "actions"
+            for el in b.get("elements", [])]
 
 
 def test_restart_between_request_and_approval(make_bot: Any, apps: client.AppsV1Api,

@@ -135,7 +135,7 @@ def test_a_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path.write_text("slack:\n  team_id: T1\nenvironments:\n  dev: {namespace: dev\n")
     with pytest.raises(ConfigError) as e:
         load_config(path)
-    assert str(e.value).startswith(f"{path}: line 5, column 1 not valid YAML: ")
+    assert str(e.value).startswith(f"{path}: line 5, column 1: not valid YAML: ")
 
 
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:

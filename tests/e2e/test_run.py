@@ -1,0 +1,147 @@
+"""`deckhand run` itself (bot.__main__.run), in HTTP mode and Socket Mode, through the stand-in;
+plus the edges of the pipeline: another workspace, redelivered commands, /update config."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from bot.__main__ import run
+from bot.rollout import RESTARTED_AT
+from bot.settings import Settings
+from tests.cluster.cluster import Cluster, free_port
+from tests.e2e.conftest import e2e_config
+from tests.e2e.test_pipeline import IMAGE_A, seed
+from tests.slack.http_mode import Signing
+from tests.slack.server import SlackStandin
+from tests.slack.state import WaitTimeout
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def running(slack_standin: SlackStandin, cluster: Cluster, tmp_path: Path,
+            api_client: client.ApiClient) -> Iterator[Any]:
+    """Start `deckhand run` in a thread with the given mode; stop it after the test."""
+    stops: list[tuple[threading.Event, threading.Thread]] = []
+    prefix = f"run-{tmp_path.name[-8:].lower().replace('_', '-')}"
+
+    def start(mode: str, team_id: str = "T0001") -> dict[str, Any]:
+        cfg = e2e_config(prefix)
+        cfg["slack"]["team_id"] = team_id
+        (tmp_path / "deckhand.yaml").write_text(yaml.safe_dump(cfg))
+        port = free_port()
+        settings = Settings(
+            slack_bot_token=slack_standin.bot_token, slack_app_token=slack_standin.app_token,
+            slack_signing_secret=slack_standin.signing_secret, mode=mode,
+            slack_api_url=slack_standin.api_url, config_file=tmp_path / "deckhand.yaml",
+            kubeconfig=cluster.kubeconfig, database=tmp_path / "deckhand.db",
+            http_port=port, rollout_timeout=60)
+        stop = threading.Event()
+        thread = threading.Thread(target=run, args=(stop, settings), daemon=True)
+        mark = slack_standin.mark()
+        thread.start()
+        stops.append((stop, thread))
+        slack_standin.default_mode = mode  # type: ignore[assignment]
+        if mode == "http":
+            slack_standin.request_url = f"http://127.0.0.1:{port}/slack/events"
+            wait_until(lambda: _listening(port), 10, "the HTTP listener")
+        else:
+            slack_standin.wait_for_connection(since=mark)
+        return {"namespaces": {e: v["namespace"] for e, v in cfg["environments"].items()},
+                "database": settings.database}
+
+    yield start
+    for stop, thread in stops:
+        stop.set()
+        thread.join(timeout=15)
+    core = client.CoreV1Api(api_client)
+    for ns in core.list_namespace().items:
+        if ns.metadata.name.startswith(prefix):
+            core.delete_namespace(ns.metadata.name)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_http_mode_verifies_slack_signatures(running: Any, slack_standin: SlackStandin) -> None:
+    running("http")
+    forged = slack_standin.slash_command("/status", "", user="U1", channel="C1",
+                                         signing=Signing.wrong_secret())
+    stale = slack_standin.slash_command("/status", "", user="U1", channel="C1",
+                                        signing=Signing.stale())
+    assert (forged.status, stale.status) == (401, 401)
+    good = slack_standin.slash_command("/status", "cardano-node staging", user="U1",
+                                       channel="C1")
+    assert good.status == 200 and good.latency < 1.0
+    slack_standin.wait_for_ephemeral(r"cardano-node\* in \*staging\*: not deployed", user="U1")
+    assert len(slack_standin.ephemerals("U1")) == 1  # the forged ones reached no listener
+
+
+def test_socket_mode_redelivery_runs_a_command_once(running: Any,
+                                                   slack_standin: SlackStandin,
+                                                   apps: client.AppsV1Api,
+                                                   core: client.CoreV1Api) -> None:
+    env = running("socket")
+    seed(apps, core, env["namespaces"]["staging"], [IMAGE_A])
+    first = slack_standin.slash_command("/restart", "cardano-node staging", user="U1",
+                                        channel="C1")
+    again = slack_standin.redeliver(first)
+    assert first.acked and again.acked
+    slack_standin.wait_for_message(r"Restart cardano-node in staging", channel="C1")
+    # A negative must wait a little: the redelivery is acked before its work would post.
+    with pytest.raises(WaitTimeout):
+        slack_standin.wait_for_message(
+            lambda m: len(slack_standin.messages("C1")) > 1, channel="C1", timeout=3)
+    assert len(slack_standin.messages("C1")) == 1
+
+
+def test_requests_from_another_workspace_are_refused(running: Any,
+                                                    slack_standin: SlackStandin) -> None:
+    env = running("socket", team_id="T0OTHER")
+    slack_standin.slash_command("/scale", "cardano-node staging 1", user="U1", channel="C1")
+    slack_standin.wait_for_ephemeral(r"Requests from another workspace are refused", user="U1")
+    assert slack_standin.messages("C1") == []
+    from bot.store import Store
+
+    store = Store(env["database"])
+    denied = [e for e in store.audit_since(0) if e.event == "denied"]
+    assert [(e.user_id, e.team_id, e.action) for e in denied] == [("U1", "T0001", "scale")]
+    store.close()
+
+
+def test_update_config_changes_the_key_and_restarts(running: Any, slack_standin: SlackStandin,
+                                                    apps: client.AppsV1Api,
+                                                    core: client.CoreV1Api) -> None:
+    env = running("socket")
+    ns = env["namespaces"]["staging"]
+    seed(apps, core, ns, [IMAGE_A])
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "cardano-node-config"},
+                                           "data": {"network": "preprod"}})
+    slack_standin.slash_command("/update", "cardano-node staging config network=preview",
+                                user="U1", channel="C1")
+    msg = slack_standin.wait_for_message(r"Set network=preview", channel="C1")
+    assert "network: preprod -> preview" in msg.visible_text
+    slack_standin.click("deckhand_confirm", user="U1", message=msg)
+    slack_standin.wait_for_update(msg, r"Result: network set", timeout=60)
+    assert core.read_namespaced_config_map("cardano-node-config", ns).data == {
+        "network": "preview"}
+    template = apps.read_namespaced_deployment("cardano-node", ns).spec.template
+    assert RESTARTED_AT in (template.metadata.annotations or {})
+    from bot.store import Store
+
+    store = Store(env["database"])
+    assert [e.event for e in store.audit_since(0)][-3:] == ["executing", "executed",
+                                                            "succeeded"]
+    store.close()
