@@ -50,21 +50,31 @@ class Deploy(Command):
         except RenderError as e:
             raise UsageError(str(e), self.usage()) from None
         container = deps.config.workloads[r.workload].container
-        created, changed = [], []
+        created: list[str] = []
+        changed: list[str] = []
         current = None
+        namespace_exists = True
         try:
             for obj in objects:
                 meta = obj["metadata"]
                 existing = deps.kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"),
                                          meta["name"], r.context)
+                if obj["kind"] == "Namespace":
+                    namespace_exists = existing is not None
                 if existing is None:
                     created.append(_key(obj))
+                # The server-side dry run validates every object against the real API (and its
+                # admission); namespaced objects can only be dry-run once their namespace exists.
+                if not namespace_exists and meta.get("namespace"):
+                    continue
+                after = deps.kube.apply(obj, dry_run=True, context=r.context)
+                if existing is None:
                     continue
                 if obj["kind"] == "Deployment":
                     current = existing
-                    # Namespaced objects can only be dry-run once their namespace exists.
-                    after = deps.kube.apply(obj, dry_run=True, context=r.context)
                     changed += _deployment_changes(existing, after, container)
+                else:
+                    changed += _object_changes(obj["kind"], meta["name"], existing, after)
         except KubeError as e:
             raise ClusterError(str(e)) from None
         image = image_of(next(o for o in objects if o["kind"] == "Deployment")["spec"]
@@ -72,8 +82,8 @@ class Deploy(Command):
         summary = [f"Deploy {r.workload} to {r.environment} ({r.namespace}) with {image}"]
         if created:
             summary.append("Creates: " + ", ".join(created))
-        if current is not None and not changed:
-            summary.append("The deployment already matches; applying again changes nothing.")
+        if not created and not changed:
+            summary.append("Everything already matches; applying again changes nothing.")
         target = Target(namespace=r.namespace, name=r.deployment,
                         generation=current["metadata"].get("generation") if current else None)
         return Plan(verb=self.name, workload=r.workload, environment=r.environment,
@@ -92,6 +102,18 @@ class Deploy(Command):
         except KubeError as e:
             raise ClusterError(str(e)) from None
         return Outcome(ok=True, message=f"applied {len(plan.steps['objects'])} objects")
+
+
+def _object_changes(kind: str, name: str, before: dict[str, Any], after: dict[str, Any]
+                    ) -> list[str]:
+    """What a dry-run apply would change in a non-Deployment object, key by key for data."""
+    if kind == "ConfigMap":
+        old, new = before.get("data") or {}, after.get("data") or {}
+        return [f"{name}.{k}: {old.get(k, '(unset)')} -> {new.get(k, '(removed)')}"
+                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if before.get("spec") != after.get("spec"):
+        return [f"{kind} {name}: spec changes"]
+    return []
 
 
 def _deployment_changes(before: dict[str, Any], after: dict[str, Any], container: str
