@@ -17,10 +17,9 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
-
-from datetime import timedelta
 
 from bot.config import ConfigError, parse_duration
 from bot.settings import FileSettings, Settings
@@ -63,7 +62,8 @@ def build(settings: Settings) -> tuple[App, Pipeline]:
 
 def run(stop: threading.Event | None = None, settings: Settings | None = None) -> int:
     """Start the bot and serve until ``stop`` is set (or forever)."""
-    settings = settings or Settings()  # type: ignore[call-arg] - read from the environment
+    # pydantic-settings fills the required fields from the environment.
+    settings = settings or Settings()  # type: ignore[call-arg]
     app, pipeline = build(settings)
     stop = stop or threading.Event()
     pipeline.resume(app.client)
@@ -72,7 +72,7 @@ def run(stop: threading.Event | None = None, settings: Settings | None = None) -
         while not stop.wait(5):
             try:
                 pipeline.sweep(app.client)
-            except Exception:  # noqa: BLE001 - keep sweeping; the error is logged
+            except Exception:
                 logging.getLogger("deckhand").exception("expiry sweep failed")
 
     threading.Thread(target=sweeper, name="deckhand-sweeper", daemon=True).start()
@@ -108,7 +108,7 @@ def run(stop: threading.Event | None = None, settings: Settings | None = None) -
         threading.Thread(target=server.serve_forever, daemon=True).start()
         stop.wait()
         server.shutdown()
-    pipeline.executor.shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
+    pipeline.executor.shutdown(wait=False, cancel_futures=True)
     return 0
 
 

@@ -26,9 +26,9 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks
 from bot.approvals import Button, Gate
 from bot.errors import DeckhandError, StaleError, UsageError
+from bot.kube import KubeError
 from bot.progress import follow
 from bot.rbac import Actor, Policy
-from bot.kube import KubeError
 from bot.rollout import Progress, progressing_condition
 from bot.store import Request, State, Store
 from commands import COMMANDS
@@ -72,7 +72,7 @@ class Pipeline:
             if trigger and not self.store.first_delivery(f"command:{trigger}"):
                 return  # a redelivered envelope: this command was already handled
             self._command(verb, payload.get("text", "").strip(), actor, channel, client)
-        except Exception as e:  # noqa: BLE001 - the one place errors are reported
+        except Exception as e:
             self._report(e, client, channel, actor.user_id)
 
     def _command(self, verb: str, text: str, actor: Actor, channel: str,
@@ -147,7 +147,7 @@ class Pipeline:
                 self._update(client, result.request)
             if result.execute and result.request is not None:
                 self.execute(result.request, client)
-        except Exception as e:  # noqa: BLE001 - the one place errors are reported
+        except Exception as e:
             self._report(e, client, channel, actor.user_id)
 
     def _rollback_offer(self, value: str, actor: Actor, channel: str, body: dict[str, Any],
@@ -181,7 +181,7 @@ class Pipeline:
         except DeckhandError as e:
             self._finish(request, client, ok=False, message=str(e))
             return
-        except Exception:  # noqa: BLE001 - a bug must still end the request, not strand it
+        except Exception:
             ref = uuid.uuid4().hex[:8]
             log.exception("execution of %s failed (ref %s)", request.id, ref)
             self._finish(request, client, ok=False,

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_sdk.models.blocks import (ActionsBlock, Block, ButtonElement, ContextBlock,
-                                     MarkdownTextObject, SectionBlock)
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.store import OPEN_STATES, Request, State
 
@@ -41,7 +40,7 @@ def _section(s: str) -> SectionBlock:
 
 def _dump(blocks: list[Block]) -> list[dict[str, Any]]:
     if len(blocks) > MAX_BLOCKS:
-        blocks = blocks[: MAX_BLOCKS - 1] + [_section("_…more omitted_")]
+        blocks = [*blocks[: MAX_BLOCKS - 1], _section("_…more omitted_")]
     return [b.to_dict() for b in blocks]
 
 

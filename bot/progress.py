@@ -24,13 +24,11 @@ def follow(kube: KubeGateway, namespace: str, name: str, context: str | None,
     """
     deadline = time.monotonic() + timeout
     last_report = 0.0
-    last: Progress | None = None
     while time.monotonic() < deadline:
         remaining = max(1, int(deadline - time.monotonic()))
         try:
             for obj in kube.watch_deployment(namespace, name, remaining, context):
                 p = progress(obj, earlier)
-                last = p
                 final = p.done or p.failed
                 if final or time.monotonic() - last_report >= min_interval:
                     reasons = [] if p.done else why_not_ready(

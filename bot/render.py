@@ -29,8 +29,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      ValidationError, create_model, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from bot.config import ConfigError, DeckhandConfig, Name, load_config, yaml_error
 

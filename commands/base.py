@@ -91,7 +91,8 @@ class Command:
 
     @classmethod
     def usage(cls) -> str:
-        return inspect.getdoc(cls).splitlines()[0] if inspect.getdoc(cls) else cls.name
+        doc = inspect.getdoc(cls)
+        return doc.splitlines()[0] if doc else cls.name
 
     @classmethod
     def help(cls) -> str:

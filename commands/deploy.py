@@ -11,8 +11,7 @@ from bot.errors import ClusterError, UsageError
 from bot.kube import KubeError
 from bot.render import RenderError, render
 from bot.rollout import CHANGE_CAUSE, image_of
-from commands.base import (Command, Deps, Outcome, Plan, Target, check_not_stale, image_option,
-                           resolve, split_args)
+from commands.base import Command, Deps, Outcome, Plan, Target, check_not_stale, image_option, resolve, split_args
 
 
 class DeployArgs(BaseModel):

@@ -10,8 +10,17 @@ from bot.config import DeckhandConfig
 from bot.errors import ClusterError
 from bot.kube import KubeError
 from bot.rollout import RESTARTED_AT
-from commands.base import (Command, Deps, Outcome, Plan, check_not_stale, current_deployment,
-                           deployment_target, resolve, split_args)
+from commands.base import (
+    Command,
+    Deps,
+    Outcome,
+    Plan,
+    check_not_stale,
+    current_deployment,
+    deployment_target,
+    resolve,
+    split_args,
+)
 
 
 class RestartArgs(BaseModel):

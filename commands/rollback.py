@@ -7,10 +7,18 @@ from pydantic import BaseModel
 from bot.config import DeckhandConfig
 from bot.errors import ClusterError, UsageError
 from bot.kube import KubeError
-from bot.rollout import (REVISION, RolloutError, image_of, rollback_patch, rollback_target,
-                         selector_of)
-from commands.base import (Command, Deps, Outcome, Plan, check_not_stale, current_deployment,
-                           deployment_target, resolve, split_args)
+from bot.rollout import REVISION, RolloutError, image_of, rollback_patch, rollback_target, selector_of
+from commands.base import (
+    Command,
+    Deps,
+    Outcome,
+    Plan,
+    check_not_stale,
+    current_deployment,
+    deployment_target,
+    resolve,
+    split_args,
+)
 
 
 class RollbackArgs(BaseModel):

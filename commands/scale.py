@@ -7,8 +7,17 @@ from pydantic import BaseModel
 from bot.config import DeckhandConfig
 from bot.errors import ClusterError, UsageError
 from bot.kube import KubeError
-from commands.base import (Command, Deps, Outcome, Plan, check_not_stale, current_deployment,
-                           deployment_target, resolve, split_args)
+from commands.base import (
+    Command,
+    Deps,
+    Outcome,
+    Plan,
+    check_not_stale,
+    current_deployment,
+    deployment_target,
+    resolve,
+    split_args,
+)
 
 
 class ScaleArgs(BaseModel):

@@ -11,8 +11,18 @@ from bot.config import DeckhandConfig
 from bot.errors import ClusterError, StaleError, UsageError
 from bot.kube import KubeError
 from bot.rollout import CHANGE_CAUSE, image_of
-from commands.base import (Command, Deps, Outcome, Plan, check_not_stale, current_deployment,
-                           deployment_target, image_option, resolve, split_args)
+from commands.base import (
+    Command,
+    Deps,
+    Outcome,
+    Plan,
+    check_not_stale,
+    current_deployment,
+    deployment_target,
+    image_option,
+    resolve,
+    split_args,
+)
 from commands.restart import restart_patch
 
 # ConfigMap keys: what Kubernetes accepts (alphanumerics, '-', '_', '.').
@@ -60,17 +70,20 @@ class Update(Command):
     def plan(self, deps: Deps, args: UpdateArgs) -> Plan:
         r = resolve(deps.config, args.workload, args.environment, Update)
         d = current_deployment(deps, r)
-        base = dict(verb=self.name, workload=r.workload, environment=r.environment,
-                    namespace=r.namespace, context=r.context, target=deployment_target(d))
+
+        def plan(summary: str, change: str, steps: dict[str, str]) -> Plan:
+            return Plan(verb=self.name, workload=r.workload, environment=r.environment,
+                        namespace=r.namespace, context=r.context, target=deployment_target(d),
+                        summary=[summary], changes=[change], steps=steps)
+
         if args.image is not None:
             container = deps.config.workloads[r.workload].container
             now = image_of(d["spec"]["template"], container)
             if now == args.image:
                 raise UsageError(f"{r.workload} in {r.environment} already runs {args.image}")
-            return Plan(**base, summary=[f"Update {r.workload} in {r.environment} to "
-                                         f"{args.image}"],
-                        changes=[f"image: {now} -> {args.image}"],
-                        steps={"image": args.image, "container": container})
+            return plan(f"Update {r.workload} in {r.environment} to {args.image}",
+                        f"image: {now} -> {args.image}",
+                        {"image": args.image, "container": container})
         name = deps.config.configmap_of(r.workload)
         try:
             cm = deps.kube.get_configmap(r.namespace, name, r.context)
@@ -82,12 +95,12 @@ class Update(Command):
         if old == args.config_value:
             raise UsageError(f"{name} already has {args.config_key}={args.config_value}")
         shown = "(unset)" if old is None else old
-        return Plan(**base, summary=[f"Set {args.config_key}={args.config_value} in "
-                                     f"{r.namespace}/{name} and restart {r.workload}"],
-                    changes=[f"{name}.{args.config_key}: {shown} -> {args.config_value}"],
-                    steps={"configmap": name, "key": args.config_key,
-                           "value": args.config_value,
-                           "configmap_version": cm["metadata"]["resourceVersion"]})
+        return plan(f"Set {args.config_key}={args.config_value} in {r.namespace}/{name} and "
+                    f"restart {r.workload}",
+                    f"{name}.{args.config_key}: {shown} -> {args.config_value}",
+                    {"configmap": name, "key": args.config_key or "",
+                     "value": args.config_value or "",
+                     "configmap_version": cm["metadata"]["resourceVersion"]})
 
     def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
         check_not_stale(deps, plan)

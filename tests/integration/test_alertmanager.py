@@ -17,11 +17,11 @@ from tests.cluster.alertmanager import run_alertmanager
 
 
 @pytest.fixture
-def webhook() -> Iterator[tuple[str, "queue.Queue[dict[str, Any]]"]]:
+def webhook() -> Iterator[tuple[str, queue.Queue[dict[str, Any]]]]:
     received: queue.Queue[dict[str, Any]] = queue.Queue()
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.put({"path": self.path, "agent": self.headers["User-Agent"],
                           "body": json.loads(body)})
@@ -40,7 +40,7 @@ def webhook() -> Iterator[tuple[str, "queue.Queue[dict[str, Any]]"]]:
 
 
 def test_alert_posted_to_v2_api_reaches_the_webhook(
-        tmp_path: Path, webhook: tuple[str, "queue.Queue[dict[str, Any]]"]) -> None:
+        tmp_path: Path, webhook: tuple[str, queue.Queue[dict[str, Any]]]) -> None:
     url, received = webhook
     with run_alertmanager(tmp_path / "am", url) as am:
         am.post_alerts([{

@@ -7,8 +7,17 @@ from typing import Any
 import pytest
 
 from bot.kube import KubeError, KubeGateway, KubeSource
-from bot.rollout import (CHANGE_CAUSE, REVISION, RolloutError, history, progress,
-                         rollback_patch, rollback_target, selector_of, why_not_ready)
+from bot.rollout import (
+    CHANGE_CAUSE,
+    REVISION,
+    RolloutError,
+    history,
+    progress,
+    rollback_patch,
+    rollback_target,
+    selector_of,
+    why_not_ready,
+)
 from tests.cluster.cluster import Cluster
 from tests.waiting import wait_until
 

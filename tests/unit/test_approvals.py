@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.approvals import Button, Gate
+from bot.approvals import Button, ClickResult, Gate
 from bot.store import State, Store
 
 
@@ -194,9 +194,10 @@ def test_two_approvers_at_once_execute_once(gate: Gate) -> None:
         rid = open_request(gate, approvals=1)
         gate.click(rid, Who("UREQ"), Button.CONFIRM)
         start = threading.Barrier(2)
-        results = []
+        results: list[ClickResult] = []
 
-        def approve(user: str, rid: str = rid) -> None:
+        def approve(user: str, rid: str = rid, start: threading.Barrier = start,
+                    results: list[ClickResult] = results) -> None:
             start.wait()
             results.append(gate.click(rid, Who(user), Button.APPROVE))
 

@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from bot.config import DeckhandConfig, load_config
-from bot.render import (APPLY_ORDER, ImageRefError, RenderError, render, render_main, to_yaml,
-                        validate_image_ref)
+from bot.render import APPLY_ORDER, ImageRefError, RenderError, render, render_main, to_yaml, validate_image_ref
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "deckhand.example.yaml"
