@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from bot.rollout import CHANGE_CAUSE, REVISION, progress
+from tests.cluster.cluster import Cluster
 from tests.e2e.conftest import Bot
 from tests.waiting import wait_until
 
@@ -69,11 +70,14 @@ def only_request(bot: Bot) -> str:
 
 @pytest.mark.parametrize("mode", ["socket", "http"])
 def test_rollback_with_production_approval(make_bot: Any, apps: client.AppsV1Api,
-                                           core: client.CoreV1Api, mode: str) -> None:
+                                           core: client.CoreV1Api, cluster: Cluster,
+                                           mode: str) -> None:
     bot = make_bot(mode)
     slack = bot.standin
     ns = bot.namespaces["production"]
     seed(apps, core, ns, [IMAGE_A, IMAGE_B])
+    twin_ns = f"{ns}-twin"  # the same history, rolled back by the real kubectl below
+    seed(apps, core, twin_ns, [IMAGE_A, IMAGE_B])
 
     delivery = slack.slash_command("/rollback", "cardano-node", user="U1", channel="C1")
     assert delivery.ok and delivery.latency < 1.0
@@ -97,6 +101,11 @@ def test_rollback_with_production_approval(make_bot: Any, apps: client.AppsV1Api
     assert image(apps, ns) == IMAGE_A
     d = apps.read_namespaced_deployment("cardano-node", ns)
     assert d.metadata.annotations[REVISION] == "3"
+    cluster.kubectl("-n", twin_ns, "rollout", "undo", "deployment/cardano-node")
+    wait_until(lambda: rolled_out(apps, twin_ns, "3"), 30, "the twin's undo")
+    twin = apps.read_namespaced_deployment("cardano-node", twin_ns)
+    assert twin.spec.template == d.spec.template
+    assert twin.metadata.annotations == d.metadata.annotations
     rid = only_request(bot)
     log = events(bot, rid)
     assert log == ["requested", "denied", "confirmed", "approved", "executing", "executed",
@@ -254,10 +263,11 @@ def test_failed_rollout_offers_a_working_rollback(make_bot: Any, apps: client.Ap
     assert image(apps, ns) == IMAGE_A
 
 
+@pytest.mark.parametrize("mode", ["socket", "http"])
 def test_deploy_to_production_with_approval_then_status_history_and_audit(
         make_bot: Any, apps: client.AppsV1Api, core: client.CoreV1Api,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    bot = make_bot("http")
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], mode: str) -> None:
+    bot = make_bot(mode)
     slack = bot.standin
     ns = bot.namespaces["production"]
 
@@ -308,3 +318,8 @@ def test_deploy_to_production_with_approval_then_status_history_and_audit(
     assert main(["audit", "--since", "1h"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["event"] for e in lines if e["request_id"] == rid] == events(bot, rid)
+
+    # NodePort 30001 is cluster-wide: free it before the next test deploys production.
+    core.delete_namespace(ns)
+    wait_until(lambda: not [n for n in core.list_namespace().items if n.metadata.name == ns],
+               90, f"namespace {ns} deleted")
