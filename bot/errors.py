@@ -7,6 +7,7 @@
     ├── Denied               RBAC said no; the reason is specific
     ├── StaleError           the target changed since the plan was made; re-run the command
     └── ClusterError         the Kubernetes API refused or failed (retrying may help)
+        └── kube.KubeError   raised by the gateway itself; commands let it propagate
 
 Anything else that escapes a handler is a bug: the user gets a generic line with a correlation id
 and the traceback goes to the log only (bot/app.py does that, in one place).

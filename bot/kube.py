@@ -25,6 +25,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
+from bot.errors import ClusterError
+
 FIELD_MANAGER = "deckhand"
 # The generated client would default every PATCH to a JSON patch; say which kind each one is.
 JSON_PATCH = "application/json-patch+json"
@@ -33,8 +35,9 @@ MERGE_PATCH = "application/strategic-merge-patch+json"
 Obj = dict[str, Any]
 
 
-class KubeError(RuntimeError):
-    """A Kubernetes API call failed; ``str()`` is safe to show to a user."""
+class KubeError(ClusterError):
+    """A Kubernetes API call failed; ``str()`` is safe to show to a user, so commands let it
+    propagate to the pipeline's one error report."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from bot.config import DeckhandConfig
-from bot.errors import ClusterError, StaleError, UsageError
-from bot.kube import KubeError, KubeGateway
+from bot.errors import StaleError, UsageError
+from bot.kube import KubeGateway
 from bot.render import RenderError, validate_image_ref
 from bot.store import Store
 
@@ -176,10 +176,7 @@ def resolve(config: DeckhandConfig, workload: str, environment: str | None,
 
 
 def current_deployment(deps: Deps, r: Resolved) -> dict[str, Any]:
-    try:
-        d = deps.kube.get_deployment(r.namespace, r.deployment, r.context)
-    except KubeError as e:
-        raise ClusterError(str(e)) from None
+    d = deps.kube.get_deployment(r.namespace, r.deployment, r.context)
     if d is None:
         raise UsageError(f"{r.workload} is not deployed in {r.environment} "
                          f"(no deployment {r.namespace}/{r.deployment}); use /deploy first")
@@ -195,10 +192,7 @@ def deployment_target(d: dict[str, Any]) -> Target:
 def check_not_stale(deps: Deps, plan: Plan) -> dict[str, Any] | None:
     """Refuse to execute if the Deployment changed (spec generation) since the plan."""
     t = plan.target
-    try:
-        d = deps.kube.get_deployment(t.namespace, t.name, plan.context)
-    except KubeError as e:
-        raise ClusterError(str(e)) from None
+    d = deps.kube.get_deployment(t.namespace, t.name, plan.context)
     now = d["metadata"].get("generation") if d else None
     if now != t.generation:
         was = "absent" if t.generation is None else f"generation {t.generation}"

@@ -7,8 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
-from bot.errors import ClusterError, UsageError
-from bot.kube import KubeError
+from bot.errors import UsageError
 from bot.render import RenderError, render
 from bot.rollout import CHANGE_CAUSE, image_of
 from commands.base import Command, Deps, Outcome, Plan, Target, check_not_stale, image_option, resolve, split_args
@@ -53,29 +52,26 @@ class Deploy(Command):
         changed: list[str] = []
         current = None
         namespace_exists = True
-        try:
-            for obj in objects:
-                meta = obj["metadata"]
-                existing = deps.kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"),
-                                         meta["name"], r.context)
-                if obj["kind"] == "Namespace":
-                    namespace_exists = existing is not None
-                if existing is None:
-                    created.append(_key(obj))
-                # The server-side dry run validates every object against the real API (and its
-                # admission); namespaced objects can only be dry-run once their namespace exists.
-                if not namespace_exists and meta.get("namespace"):
-                    continue
-                after = deps.kube.apply(obj, dry_run=True, context=r.context)
-                if existing is None:
-                    continue
-                if obj["kind"] == "Deployment":
-                    current = existing
-                    changed += _deployment_changes(existing, after, container)
-                else:
-                    changed += _object_changes(obj["kind"], meta["name"], existing, after)
-        except KubeError as e:
-            raise ClusterError(str(e)) from None
+        for obj in objects:
+            meta = obj["metadata"]
+            existing = deps.kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"),
+                                     meta["name"], r.context)
+            if obj["kind"] == "Namespace":
+                namespace_exists = existing is not None
+            if existing is None:
+                created.append(_key(obj))
+            # The server-side dry run validates every object against the real API (and its
+            # admission); namespaced objects can only be dry-run once their namespace exists.
+            if not namespace_exists and meta.get("namespace"):
+                continue
+            after = deps.kube.apply(obj, dry_run=True, context=r.context)
+            if existing is None:
+                continue
+            if obj["kind"] == "Deployment":
+                current = existing
+                changed += _deployment_changes(existing, after, container)
+            else:
+                changed += _object_changes(obj["kind"], meta["name"], existing, after)
         image = image_of(next(o for o in objects if o["kind"] == "Deployment")["spec"]
                          ["template"], container)
         summary = [f"Deploy {r.workload} to {r.environment} ({r.namespace}) with {image}"]
@@ -92,14 +88,11 @@ class Deploy(Command):
     def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
         check_not_stale(deps, plan)
         cause = f"deckhand /deploy {plan.environment} image={plan.steps['image']} by {requester}"
-        try:
-            for obj in plan.steps["objects"]:
-                if obj["kind"] == "Deployment":
-                    obj = {**obj, "metadata": {**obj["metadata"], "annotations": {
-                        **(obj["metadata"].get("annotations") or {}), CHANGE_CAUSE: cause}}}
-                deps.kube.apply(obj, dry_run=False, context=plan.context)
-        except KubeError as e:
-            raise ClusterError(str(e)) from None
+        for obj in plan.steps["objects"]:
+            if obj["kind"] == "Deployment":
+                obj = {**obj, "metadata": {**obj["metadata"], "annotations": {
+                    **(obj["metadata"].get("annotations") or {}), CHANGE_CAUSE: cause}}}
+            deps.kube.apply(obj, dry_run=False, context=plan.context)
         return Outcome(ok=True, message=f"applied {len(plan.steps['objects'])} objects")
 
 

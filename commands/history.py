@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
-from bot.errors import ClusterError
-from bot.kube import KubeError
 from bot.rollout import REVISION, history, selector_of
 from commands.base import Command, Deps, View, current_deployment, resolve, split_args
 
@@ -36,10 +34,7 @@ class History(Command):
     def read(self, deps: Deps, args: HistoryArgs) -> View:
         r = resolve(deps.config, args.workload, args.environment, History)
         d = current_deployment(deps, r)
-        try:
-            rss = deps.kube.list_replica_sets(r.namespace, selector_of(d), r.context)
-        except KubeError as e:
-            raise ClusterError(str(e)) from None
+        rss = deps.kube.list_replica_sets(r.namespace, selector_of(d), r.context)
         current = (d["metadata"].get("annotations") or {}).get(REVISION)
         container = deps.config.workloads[r.workload].container
         lines = []

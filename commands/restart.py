@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
-from bot.errors import ClusterError
-from bot.kube import KubeError
 from bot.rollout import RESTARTED_AT
 from commands.base import (
     Command,
@@ -60,9 +58,6 @@ class Restart(Command):
 
     def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
         check_not_stale(deps, plan)
-        try:
-            deps.kube.patch_deployment(plan.namespace, plan.target.name,
-                                       restart_patch(datetime.now(UTC)), context=plan.context)
-        except KubeError as e:
-            raise ClusterError(str(e)) from None
+        deps.kube.patch_deployment(plan.namespace, plan.target.name,
+                                   restart_patch(datetime.now(UTC)), context=plan.context)
         return Outcome(ok=True, message="restart started")

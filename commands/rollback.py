@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
-from bot.errors import ClusterError, UsageError
-from bot.kube import KubeError
+from bot.errors import UsageError
 from bot.rollout import REVISION, RolloutError, image_of, rollback_patch, rollback_target, selector_of
 from commands.base import (
     Command,
@@ -55,10 +54,7 @@ class Rollback(Command):
         r = resolve(deps.config, args.workload, args.environment, Rollback)
         d = current_deployment(deps, r)
         container = deps.config.workloads[r.workload].container
-        try:
-            rss = deps.kube.list_replica_sets(r.namespace, selector_of(d), r.context)
-        except KubeError as e:
-            raise ClusterError(str(e)) from None
+        rss = deps.kube.list_replica_sets(r.namespace, selector_of(d), r.context)
         try:
             target = rollback_target(d, rss, args.revision, container)
         except RolloutError as e:
@@ -77,9 +73,6 @@ class Rollback(Command):
 
     def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
         check_not_stale(deps, plan)
-        try:
-            deps.kube.patch_deployment(plan.namespace, plan.target.name, plan.steps["patch"],
-                                       json_patch=True, context=plan.context)
-        except KubeError as e:
-            raise ClusterError(str(e)) from None
+        deps.kube.patch_deployment(plan.namespace, plan.target.name, plan.steps["patch"],
+                                   json_patch=True, context=plan.context)
         return Outcome(ok=True, message=f"rolled back to revision {plan.steps['revision']}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
-from bot.errors import ClusterError, UsageError
-from bot.kube import KubeError
+from bot.errors import UsageError
 from commands.base import (
     Command,
     Deps,
@@ -63,9 +62,6 @@ class Scale(Command):
 
     def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
         check_not_stale(deps, plan)
-        try:
-            deps.kube.scale_deployment(plan.namespace, plan.target.name,
-                                       plan.steps["replicas"], context=plan.context)
-        except KubeError as e:
-            raise ClusterError(str(e)) from None
+        deps.kube.scale_deployment(plan.namespace, plan.target.name,
+                                   plan.steps["replicas"], context=plan.context)
         return Outcome(ok=True, message=f"scaled to {plan.steps['replicas']}")

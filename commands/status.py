@@ -5,8 +5,6 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
-from bot.errors import ClusterError
-from bot.kube import KubeError
 from bot.rollout import REVISION, image_of, progress, selector_of, why_not_ready
 from commands.base import Command, Deps, View, resolve, split_args
 
@@ -50,15 +48,12 @@ class Status(Command):
     def _one(self, deps: Deps, workload: str, environment: str) -> list[str]:
         r = resolve(deps.config, workload, environment, Status)
         container = deps.config.workloads[workload].container
-        try:
-            d = deps.kube.get_deployment(r.namespace, r.deployment, r.context)
-            if d is None:
-                return [f"*{workload}* in *{environment}*: not deployed"]
-            # Three calls whatever the pod count: the deployment, its pods, the namespace's PVCs.
-            pods = deps.kube.list_pods(r.namespace, selector_of(d), r.context)
-            pvcs = deps.kube.list_pvcs(r.namespace, r.context)
-        except KubeError as e:
-            raise ClusterError(str(e)) from None
+        d = deps.kube.get_deployment(r.namespace, r.deployment, r.context)
+        if d is None:
+            return [f"*{workload}* in *{environment}*: not deployed"]
+        # Three calls whatever the pod count: the deployment, its pods, the namespace's PVCs.
+        pods = deps.kube.list_pods(r.namespace, selector_of(d), r.context)
+        pvcs = deps.kube.list_pvcs(r.namespace, r.context)
         p = progress(d)
         state = "failed" if p.failed else "complete" if p.done else "in progress"
         revision = (d["metadata"].get("annotations") or {}).get(REVISION, "?")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
-from bot.errors import ClusterError, StaleError, UsageError
+from bot.errors import StaleError, UsageError
 from bot.kube import KubeError
 from bot.rollout import CHANGE_CAUSE, image_of
 from commands.base import (
@@ -85,10 +85,7 @@ class Update(Command):
                         f"image: {now} -> {args.image}",
                         {"image": args.image, "container": container})
         name = deps.config.configmap_of(r.workload)
-        try:
-            cm = deps.kube.get_configmap(r.namespace, name, r.context)
-        except KubeError as e:
-            raise ClusterError(str(e)) from None
+        cm = deps.kube.get_configmap(r.namespace, name, r.context)
         if cm is None:
             raise UsageError(f"{r.workload} in {r.environment} has no ConfigMap {name}")
         old = (cm.get("data") or {}).get(args.config_key or "")
@@ -105,25 +102,22 @@ class Update(Command):
     def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
         check_not_stale(deps, plan)
         s = plan.steps
+        if "image" in s:
+            deps.kube.patch_deployment(plan.namespace, plan.target.name, {
+                "metadata": {"annotations": {
+                    CHANGE_CAUSE: f"deckhand /update image={s['image']} by {requester}"}},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": s["container"], "image": s["image"]}]}}}}, context=plan.context)
+            return Outcome(ok=True, message=f"image set to {s['image']}")
         try:
-            if "image" in s:
-                deps.kube.patch_deployment(plan.namespace, plan.target.name, {
-                    "metadata": {"annotations": {
-                        CHANGE_CAUSE: f"deckhand /update image={s['image']} by {requester}"}},
-                    "spec": {"template": {"spec": {"containers": [
-                        {"name": s["container"], "image": s["image"]}]}}}}, context=plan.context)
-                return Outcome(ok=True, message=f"image set to {s['image']}")
-            try:
-                deps.kube.patch_configmap(plan.namespace, s["configmap"], {s["key"]: s["value"]},
-                                          resource_version=s["configmap_version"],
-                                          context=plan.context)
-            except KubeError as e:
-                if e.status == 409:
-                    raise StaleError(f"{s['configmap']} changed since this was planned; "
-                                     "nothing was done. Run the command again.") from None
-                raise
-            deps.kube.patch_deployment(plan.namespace, plan.target.name,
-                                       restart_patch(datetime.now(UTC)), context=plan.context)
+            deps.kube.patch_configmap(plan.namespace, s["configmap"], {s["key"]: s["value"]},
+                                      resource_version=s["configmap_version"],
+                                      context=plan.context)
         except KubeError as e:
-            raise ClusterError(str(e)) from None
+            if e.status == 409:
+                raise StaleError(f"{s['configmap']} changed since this was planned; "
+                                 "nothing was done. Run the command again.") from None
+            raise
+        deps.kube.patch_deployment(plan.namespace, plan.target.name,
+                                   restart_patch(datetime.now(UTC)), context=plan.context)
         return Outcome(ok=True, message=f"{s['key']} set; restart started")
