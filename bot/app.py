@@ -17,11 +17,13 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from bot import blocks
 from bot.approvals import Button, Gate
@@ -30,7 +32,7 @@ from bot.kube import KubeError
 from bot.progress import follow
 from bot.rbac import Actor, Policy
 from bot.rollout import Progress, progressing_condition
-from bot.store import Request, State, Store
+from bot.store import OPEN_STATES, Request, State, Store
 from commands import COMMANDS
 from commands.base import Deps, Plan
 
@@ -38,6 +40,36 @@ log = logging.getLogger("deckhand")
 
 _BUTTONS = {blocks.ACTION_CONFIRM: Button.CONFIRM, blocks.ACTION_CANCEL: Button.CANCEL,
             blocks.ACTION_APPROVE: Button.APPROVE, blocks.ACTION_REJECT: Button.REJECT}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Where private answers to one person go: an ephemeral message in the channel, or, when the
+    bot cannot post there (a private channel it was not invited to), the interaction's
+    response_url, which Slack accepts regardless of membership."""
+
+    client: WebClient
+    channel: str
+    user: str
+    response_url: str | None = None
+
+    def private(self, text: str, blocks_: list[dict[str, Any]] | None = None) -> None:
+        if blocks_ is None:
+            text, blocks_ = blocks.notice(text)
+        try:
+            self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text,
+                                           blocks=blocks_)
+            return
+        except SlackApiError as e:
+            if not self.response_url:
+                raise
+            log.info("chat.postEphemeral failed (%s); answering via response_url",
+                     e.response.get("error"))
+        sent = WebhookClient(self.response_url).send(text=text, blocks=blocks_,
+                                                     response_type="ephemeral",
+                                                     replace_original=False)
+        if sent.status_code != 200:
+            log.warning("response_url answered %s", sent.status_code)
 
 
 def overview() -> str:
@@ -66,32 +98,32 @@ class Pipeline:
 
     def command(self, verb: str, payload: dict[str, Any], client: WebClient) -> None:
         actor = Actor(payload["user_id"], payload.get("team_id", ""), payload.get("channel_id"))
-        channel = payload.get("channel_id", "")
+        reply = Reply(client, payload.get("channel_id", ""), actor.user_id,
+                      payload.get("response_url"))
         try:
             trigger = payload.get("trigger_id")
             if trigger and not self.store.first_delivery(f"command:{trigger}"):
                 return  # a redelivered envelope: this command was already handled
-            self._command(verb, payload.get("text", "").strip(), actor, channel, client)
-        except Exception as e:
-            self._report(e, client, channel, actor.user_id)
+            self._command(verb, payload.get("text", "").strip(), actor, reply)
+        except Exception as e:  # the one place errors are reported
+            self._report(e, reply)
 
-    def _command(self, verb: str, text: str, actor: Actor, channel: str,
-                 client: WebClient, thread_ts: str | None = None) -> None:
+    def _command(self, verb: str, text: str, actor: Actor, reply: Reply,
+                 thread_ts: str | None = None) -> None:
         config = self.deps.config
         if actor.team_id != config.slack.team_id:
             self.store.audit("denied", user_id=actor.user_id, team_id=actor.team_id,
                              action=verb, args={"text": text},
                              detail="request from another workspace")
-            self._ephemeral(client, channel, actor.user_id,
-                            "Requests from another workspace are refused.")
+            reply.private("Requests from another workspace are refused.")
             return
         if verb == "deckhand":
-            self._ephemeral(client, channel, actor.user_id, overview())
+            reply.private(overview())
             return
         cmd = COMMANDS[verb]
         # /status alone means "everything"; any other command alone, or "help", shows its help.
         if text == "help" or (text == "" and verb != "status"):
-            self._ephemeral(client, channel, actor.user_id, f"```{cmd.help()}```")
+            reply.private(f"```{cmd.help()}```")
             return
         args = cmd.parse(text, config)
         workload = getattr(args, "workload", None)
@@ -103,15 +135,14 @@ class Pipeline:
                 self.store.audit("denied", user_id=actor.user_id, team_id=actor.team_id,
                                  action=verb, args=args.model_dump(), environment=env,
                                  workload=wl, detail=decision.reason)
-                self._ephemeral(client, channel, actor.user_id, f"Denied: {decision.reason}")
+                reply.private(f"Denied: {decision.reason}")
                 return
         if not cmd.mutating:
             view = cmd.read(self.deps, args)
-            text_, blocks_ = blocks.view_message(view.title, view.lines)
-            self._ephemeral(client, channel, actor.user_id, text_, blocks_)
+            reply.private(*blocks.view_message(view.title, view.lines))
             return
         plan = cmd.plan(self.deps, args)
-        self.open_request(plan, args.model_dump(), actor, channel, client, thread_ts)
+        self.open_request(plan, args.model_dump(), actor, reply.channel, reply.client, thread_ts)
 
     def open_request(self, plan: Plan, args: dict[str, Any], actor: Actor, channel: str,
                      client: WebClient, thread_ts: str | None = None) -> Request:
@@ -122,8 +153,18 @@ class Pipeline:
             approvals_required=policy.approvers,
             lifetime_seconds=policy.lifetime.total_seconds(), thread_ts=thread_ts)
         text, blocks_ = blocks.request_message(request)
-        posted = client.chat_postMessage(channel=channel, text=text, blocks=blocks_,
-                                         thread_ts=thread_ts)
+        try:
+            posted = client.chat_postMessage(channel=channel, text=text, blocks=blocks_,
+                                             thread_ts=thread_ts)
+        except SlackApiError as e:
+            # Nobody could ever click this request's buttons: close it now.
+            if self.store.transition(request.id, OPEN_STATES, State.CANCELLED,
+                                     result={"ok": False, "message": "could not be posted"}):
+                self.store.audit("cancelled", request=request,
+                                 detail=f"chat.postMessage failed: {e.response.get('error')}")
+            raise DeckhandError("I cannot post the confirmation in this channel; invite me "
+                                "(/invite @deckhand) or use a channel I am in. Nothing was "
+                                "done.") from None
         self.store.set_message(request.id, posted["channel"], posted["ts"])
         return request
 
@@ -136,27 +177,28 @@ class Pipeline:
             "channel_id", "")
         actor = Actor(user["id"], user.get("team_id") or body.get("team", {}).get("id", ""),
                       channel)
+        reply = Reply(client, channel, actor.user_id, body.get("response_url"))
         try:
             if action["action_id"] == blocks.ACTION_ROLLBACK:
-                self._rollback_offer(action["value"], actor, channel, body, client)
+                self._rollback_offer(action["value"], actor, reply, body)
                 return
             result = self.gate.click(action["value"], actor, _BUTTONS[action["action_id"]])
             if result.notice:
-                self._ephemeral(client, channel, actor.user_id, result.notice)
+                reply.private(result.notice)
             if result.request is not None and result.changed:
                 self._update(client, result.request)
             if result.execute and result.request is not None:
                 self.execute(result.request, client)
-        except Exception as e:
-            self._report(e, client, channel, actor.user_id)
+        except Exception as e:  # the one place errors are reported
+            self._report(e, reply)
 
-    def _rollback_offer(self, value: str, actor: Actor, channel: str, body: dict[str, Any],
-                        client: WebClient) -> None:
+    def _rollback_offer(self, value: str, actor: Actor, reply: Reply,
+                        body: dict[str, Any]) -> None:
         """The Rollback button of a failed rollout: a new /rollback through the same gate,
         posted in the failed request's thread."""
         workload, environment = value.split()
         message = body.get("message") or {}
-        self._command("rollback", f"{workload} {environment}", actor, channel, client,
+        self._command("rollback", f"{workload} {environment}", actor, reply,
                       thread_ts=message.get("thread_ts") or message.get("ts"))
 
     # -- execution -----------------------------------------------------------------------------
@@ -235,13 +277,7 @@ class Pipeline:
             log.warning("chat.update of request %s failed: %s", request.id,
                         e.response.get("error"))
 
-    def _ephemeral(self, client: WebClient, channel: str, user: str, text: str,
-                   blocks_: list[dict[str, Any]] | None = None) -> None:
-        if blocks_ is None:
-            text, blocks_ = blocks.notice(text)
-        client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks_)
-
-    def _report(self, error: Exception, client: WebClient, channel: str, user: str) -> None:
+    def _report(self, error: Exception, reply: Reply) -> None:
         if isinstance(error, UsageError):
             text = str(error) + (f"\nUsage: `{error.usage}`" if error.usage else "")
         elif isinstance(error, DeckhandError):
@@ -249,11 +285,11 @@ class Pipeline:
         else:
             ref = uuid.uuid4().hex[:8]
             log.exception("request failed (ref %s)", ref)
-            text = f"Something went wrong (ref {ref}); nothing more is known to the bot user."
+            text = f"Something went wrong (ref {ref}); the bot's log has the details."
         try:
-            self._ephemeral(client, channel, user, text)
+            reply.private(text)
         except SlackApiError:
-            log.exception("could not tell %s about an error", user)
+            log.exception("could not tell %s about an error", reply.user)
 
     # -- background ----------------------------------------------------------------------------
 

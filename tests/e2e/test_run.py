@@ -145,3 +145,23 @@ def test_update_config_changes_the_key_and_restarts(running: Any, slack_standin:
     assert [e.event for e in store.audit_since(0)][-3:] == ["executing", "executed",
                                                             "succeeded"]
     store.close()
+
+
+def test_a_channel_the_bot_is_not_in_gets_an_answer_and_nothing_runs(
+        running: Any, slack_standin: SlackStandin, apps: client.AppsV1Api,
+        core: client.CoreV1Api) -> None:
+    env = running("socket")
+    seed(apps, core, env["namespaces"]["staging"], [IMAGE_A])
+    # C3 is private and the bot was never invited: chat.* fails, the response_url still works.
+    slack_standin.slash_command("/restart", "cardano-node staging", user="U3", channel="C3")
+    answer = wait_until(lambda: [r for r in slack_standin.responses()
+                                 if "cannot post the confirmation" in str(r.body)], 15,
+                        "the answer through response_url")
+    assert answer[0].body["response_type"] == "ephemeral"
+    from bot.store import State, Store
+
+    store = Store(env["database"])
+    [request] = store.in_states(list(State))
+    assert request.state is State.CANCELLED
+    assert [e.event for e in store.audit_since(0)] == ["requested", "cancelled"]
+    store.close()
