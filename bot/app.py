@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -29,6 +30,7 @@ from bot import blocks
 from bot.approvals import Button, Gate
 from bot.errors import DeckhandError, StaleError, UsageError
 from bot.kube import KubeError
+from bot.payloads import BlockAction, SlashCommand
 from bot.progress import follow
 from bot.rbac import Actor, Policy
 from bot.rollout import Progress, progressing_condition
@@ -96,15 +98,19 @@ class Pipeline:
 
     # -- slash commands ------------------------------------------------------------------------
 
-    def command(self, verb: str, payload: dict[str, Any], client: WebClient) -> None:
-        actor = Actor(payload["user_id"], payload.get("team_id", ""), payload.get("channel_id"))
-        reply = Reply(client, payload.get("channel_id", ""), actor.user_id,
-                      payload.get("response_url"))
+    def command(self, raw: dict[str, Any], client: WebClient) -> None:
         try:
-            trigger = payload.get("trigger_id")
+            payload = SlashCommand.model_validate(raw)
+        except ValidationError:
+            log.warning("ignored a slash command payload without user, team or channel")
+            return
+        actor = Actor(payload.user_id, payload.team_id, payload.channel_id)
+        reply = Reply(client, payload.channel_id, actor.user_id, payload.response_url)
+        try:
+            trigger = payload.trigger_id
             if trigger and not self.store.first_delivery(f"command:{trigger}"):
                 return  # a redelivered envelope: this command was already handled
-            self._command(verb, payload.get("text", "").strip(), actor, reply)
+            self._command(payload.verb, payload.text.strip(), actor, reply)
         except Exception as e:  # the one place errors are reported
             self._report(e, reply)
 
@@ -170,19 +176,20 @@ class Pipeline:
 
     # -- buttons -------------------------------------------------------------------------------
 
-    def click(self, body: dict[str, Any], client: WebClient) -> None:
-        action = body["actions"][0]
-        user = body["user"]
-        channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get(
-            "channel_id", "")
-        actor = Actor(user["id"], user.get("team_id") or body.get("team", {}).get("id", ""),
-                      channel)
-        reply = Reply(client, channel, actor.user_id, body.get("response_url"))
+    def click(self, raw: dict[str, Any], client: WebClient) -> None:
         try:
-            if action["action_id"] == blocks.ACTION_ROLLBACK:
-                self._rollback_offer(action["value"], actor, reply, body)
+            body = BlockAction.model_validate(raw)
+        except ValidationError:
+            log.warning("ignored a block_actions payload without user, team, channel or action")
+            return
+        action = body.action
+        actor = Actor(body.user.id, body.team_id, body.channel_id)
+        reply = Reply(client, body.channel_id, actor.user_id, body.response_url)
+        try:
+            if action.action_id == blocks.ACTION_ROLLBACK:
+                self._rollback_offer(action.value, actor, reply, body.thread_ts)
                 return
-            result = self.gate.click(action["value"], actor, _BUTTONS[action["action_id"]])
+            result = self.gate.click(action.value, actor, _BUTTONS[action.action_id])
             if result.notice:
                 reply.private(result.notice)
             if result.request is not None and result.changed:
@@ -193,13 +200,11 @@ class Pipeline:
             self._report(e, reply)
 
     def _rollback_offer(self, value: str, actor: Actor, reply: Reply,
-                        body: dict[str, Any]) -> None:
+                        thread_ts: str | None) -> None:
         """The Rollback button of a failed rollout: a new /rollback through the same gate,
         posted in the failed request's thread."""
         workload, environment = value.split()
-        message = body.get("message") or {}
-        self._command("rollback", f"{workload} {environment}", actor, reply,
-                      thread_ts=message.get("thread_ts") or message.get("ts"))
+        self._command("rollback", f"{workload} {environment}", actor, reply, thread_ts=thread_ts)
 
     # -- execution -----------------------------------------------------------------------------
 
@@ -312,8 +317,7 @@ def create_app(app: App, pipeline: Pipeline) -> App:
 
     def on_command(ack: Callable[..., None], command: dict[str, Any], client: WebClient) -> None:
         ack()
-        verb = command["command"].lstrip("/")
-        pipeline.executor.submit(pipeline.command, verb, command, client)
+        pipeline.executor.submit(pipeline.command, command, client)
 
     for verb in [*COMMANDS, "deckhand"]:
         app.command(f"/{verb}")(on_command)
