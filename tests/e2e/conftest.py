@@ -21,6 +21,7 @@ from kubernetes import client
 from bot.__main__ import build
 from bot.app import Pipeline
 from bot.settings import Settings
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import Cluster
 from tests.slack.fixtures import serve_bolt, slack_standin, slack_workspace  # noqa: F401
@@ -33,10 +34,25 @@ class Bot:
     settings: Settings
     namespaces: dict[str, str]
     standin: SlackStandin
+    served: Any
+    """The SocketModeHandler or BoltHttpServer the bot is reachable through."""
+    stopped: bool = False
 
     @property
     def store(self) -> Any:
         return self.pipeline.store
+
+    def stop(self) -> None:
+        """Stop the bot as a process exit would: connection, workers, database."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if isinstance(self.served, SocketModeHandler):
+            self.served.close()
+        else:
+            self.served.stop()
+        self.pipeline.executor.shutdown(wait=True, cancel_futures=True)  # type: ignore[call-arg]
+        self.store.close()
 
 
 def e2e_config(prefix: str, lifetime: str = "10m") -> dict[str, Any]:
@@ -82,16 +98,15 @@ def make_bot(slack_standin: SlackStandin, serve_bolt: Callable[..., Any], cluste
             rollout_timeout=60)
         app, pipeline = build(settings)
         pipeline.resume(app.client)
-        serve_bolt(app, mode)
+        served = serve_bolt(app, mode)
         bot = Bot(pipeline, settings, {e: v["namespace"] for e, v in cfg["environments"].items()},
-                  slack_standin)
+                  slack_standin, served)
         built.append(bot)
         return bot
 
     yield make
     for bot in built:
-        bot.pipeline.executor.shutdown(wait=True, cancel_futures=True)  # type: ignore[attr-defined]
-        bot.store.close()
+        bot.stop()
     core = client.CoreV1Api(api_client)
     for ns in core.list_namespace().items:
         if ns.metadata.name.startswith(prefix):

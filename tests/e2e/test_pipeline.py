@@ -226,15 +226,13 @@ def test_restart_between_request_and_approval(make_bot: Any, apps: client.AppsV1
     msg = slack.wait_for_update(msg, r"confirmed")
 
     # Stop the bot completely; start a new one on the same database file.
-    database = first.settings.database
-    first.pipeline.executor.shutdown(wait=True)
-    first.store.close()
-    for handler in list(getattr(slack, "_handlers", [])):
-        handler.close()
-    second = make_bot("http", database=database)
-    second.standin.click("deckhand_approve", user="U3", message=msg, mode="http")
+    first.stop()
+    assert slack.socket_connections(open_only=True) == []
+    second = make_bot("socket", database=first.settings.database)
+    slack.click("deckhand_approve", user="U3", message=msg)
     slack.wait_for_update(msg, r"succeeded", timeout=60)
     assert image(apps, ns) == IMAGE_A
+    assert events(second)[:4] == ["requested", "confirmed", "approved", "executing"]
 
 
 def test_failed_rollout_offers_a_working_rollback(make_bot: Any, apps: client.AppsV1Api,

@@ -88,6 +88,15 @@ def test_http_mode_verifies_slack_signatures(running: Any, slack_standin: SlackS
     slack_standin.wait_for_ephemeral(r"cardano-node\* in \*staging\*: not deployed", user="U1")
     assert len(slack_standin.ephemerals("U1")) == 1  # the forged ones reached no listener
 
+    slack_standin.slash_command("/deploy", "help", user="U4", channel="C1")
+    usage = slack_standin.wait_for_ephemeral(r"/deploy <workload> <env> \[image=<ref>\]",
+                                             user="U4")
+    assert "server-side dry run" in usage.visible_text  # the command's docstring
+    slack_standin.slash_command("/deckhand", "", user="U4", channel="C1")
+    overview = slack_standin.wait_for_ephemeral(r"Deckhand commands", user="U4")
+    for verb in ("deploy", "scale", "rollback", "update", "restart", "status", "history"):
+        assert f"/{verb} " in overview.visible_text
+
 
 def test_socket_mode_redelivery_runs_a_command_once(running: Any,
                                                    slack_standin: SlackStandin,
