@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from bot.__main__ import build
 from bot.app import Pipeline
 from bot.settings import Settings
-from slack_bolt.adapter.socket_mode import SocketModeHandler
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import Cluster
 from tests.slack.fixtures import serve_bolt, slack_standin, slack_workspace  # noqa: F401
