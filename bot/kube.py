@@ -163,6 +163,20 @@ class KubeGateway:
         result: Obj = got.to_dict()
         return result
 
+    def admit_pod(self, namespace: str, template: Obj, name: str,
+                  context: str | None = None) -> None:
+        """Dry-run create one pod from a Deployment's template, so pod admission (Pod Security,
+        quotas, ...) judges it now; a Deployment's own dry run does not look at its pods."""
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               # generateName: a dry run must never collide with a real pod's name.
+               "metadata": {**(template.get("metadata") or {}), "generateName": f"{name}-",
+                            "namespace": namespace},
+               "spec": template["spec"]}
+        with _calling(f"admitting a pod of {namespace}/{name}"):
+            # The client serializes a plain dict body as it is; its type hint says V1Pod.
+            client.CoreV1Api(self._api(context)).create_namespaced_pod(
+                namespace, pod, dry_run="All", field_manager=FIELD_MANAGER)  # type: ignore[arg-type]
+
     # -- writes --------------------------------------------------------------------------------
 
     def apply(self, obj: Obj, dry_run: bool, context: str | None = None) -> Obj:

@@ -65,6 +65,8 @@ class Deploy(Command):
             if not namespace_exists and meta.get("namespace"):
                 continue
             after = deps.kube.apply(obj, dry_run=True, context=r.context)
+            if obj["kind"] == "Deployment":
+                deps.kube.admit_pod(r.namespace, obj["spec"]["template"], meta["name"], r.context)
             if existing is None:
                 continue
             if obj["kind"] == "Deployment":

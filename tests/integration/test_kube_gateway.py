@@ -127,3 +127,20 @@ def test_progress_reports_a_broken_rollout(kube: KubeGateway, namespace: str) ->
     pods = kube.list_pods(namespace, "app=broken")
     assert why_not_ready(pods)[0].endswith("main: CrashLoopBackOff "
                                            "(back-off 40s restarting failed container)")
+
+
+def test_pod_admission_is_judged_at_plan_time(kube: KubeGateway, core: Any,
+                                              namespace: str) -> None:
+    core.patch_namespace(namespace, {"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}})
+    template = deployment("x", namespace, "x:1", "c")["spec"]["template"]
+    # A plain container runs as root and keeps its capabilities: "restricted" refuses it.
+    with pytest.raises(KubeError) as refused:
+        kube.admit_pod(namespace, template, "x")
+    assert refused.value.status == 403 and "restricted" in str(refused.value)
+    template["spec"]["securityContext"] = {"runAsNonRoot": True, "runAsUser": 1000,
+                                           "seccompProfile": {"type": "RuntimeDefault"}}
+    template["spec"]["containers"][0]["securityContext"] = {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    kube.admit_pod(namespace, template, "x")
+    assert core.list_namespaced_pod(namespace).items == []  # a dry run creates nothing
