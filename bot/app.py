@@ -155,7 +155,8 @@ class Pipeline:
         policy = self.deps.config.environments[plan.environment].approval
         request = self.gate.open(
             verb=plan.verb, args=args, workload=plan.workload, environment=plan.environment,
-            namespace=plan.namespace, actor=actor, channel=channel, plan=plan.model_dump(),
+            namespace=plan.namespace, actor=actor, channel=channel,
+            plan={**plan.model_dump(), "approver_roles": policy.approver_roles},
             approvals_required=policy.approvers,
             lifetime_seconds=policy.lifetime.total_seconds(), thread_ts=thread_ts)
         text, blocks_ = blocks.request_message(request)
@@ -267,6 +268,7 @@ class Pipeline:
         current = self.store.get(request.id)
         if current is not None:
             self._update(client, current)
+            self._announce(client, current, f"{state}: {message}")
 
     # -- Slack output --------------------------------------------------------------------------
 
@@ -280,6 +282,19 @@ class Pipeline:
                                blocks=blocks_)
         except SlackApiError as e:
             log.warning("chat.update of request %s failed: %s", request.id,
+                        e.response.get("error"))
+
+    def _announce(self, client: WebClient, request: Request, text: str) -> None:
+        """A reply in the request's thread: editing a message notifies nobody, this does."""
+        if not request.message_ts:
+            return
+        try:
+            client.chat_postMessage(
+                channel=request.channel, thread_ts=request.thread_ts or request.message_ts,
+                text=f"<@{request.requester}> /{request.verb} {request.workload} in "
+                     f"{request.environment} {text}")
+        except SlackApiError as e:
+            log.warning("thread reply for request %s failed: %s", request.id,
                         e.response.get("error"))
 
     def _report(self, error: Exception, reply: Reply) -> None:

@@ -61,8 +61,8 @@ def request_message(request: Request, progress: list[str] | None = None
     if needs:
         got = ", ".join(f"<@{u}>" for u in request.approvers) or "none yet"
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text=f"Needs {needs} approval(s) from someone other than the requester. "
-                 f"Approved by: {got}")]))
+            text=f"Needs {needs} approval(s) from someone other than the requester"
+                 f"{_roles(plan.get('approver_roles'))}. Approved by: {got}")]))
     if progress:
         blocks.append(_section("\n".join(progress)))
     if request.result and request.result.get("message"):
@@ -89,6 +89,10 @@ def request_message(request: Request, progress: list[str] | None = None
             value=f"{request.workload} {request.environment}")]))
     fallback = f"/{request.verb} {request.workload} in {request.environment}: {state}"
     return fallback, _dump(blocks)
+
+
+def _roles(roles: list[str] | None) -> str:
+    return f" with the role {' or '.join(roles)}" if roles else ""
 
 
 def view_message(title: str, lines: list[str]) -> tuple[str, list[dict[str, Any]]]:

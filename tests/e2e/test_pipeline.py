@@ -274,13 +274,17 @@ def test_deploy_to_production_with_approval_then_status_history_and_audit(
     assert delivery.ok and delivery.latency < 1.0
     msg = slack.wait_for_message(r"Deploy cardano-node to production", channel="C1")
     assert f"Namespace {ns}" in msg.visible_text and "Creates:" in msg.visible_text
-    assert "Needs 1 approval" in msg.visible_text
+    assert "Needs 1 approval(s) from someone other than the requester with the role deployer" \
+        in msg.visible_text
 
     slack.click("deckhand_confirm", user="U1", message=msg)
     confirmed = slack.wait_for_update(msg, r"confirmed")
     slack.click("deckhand_approve", user="U3", message=confirmed)
     done = slack.wait_for_update(confirmed, r"Result: applied", timeout=90)
     assert "succeeded" in done.text
+    # The edit notifies nobody; a reply in the thread tells the requester.
+    slack.wait_for_message(r"<@U1> /deploy cardano-node in production succeeded: applied",
+                           channel="C1", thread_ts=msg.ts)
 
     d = apps.read_namespaced_deployment("cardano-node", ns)
     assert d.spec.template.spec.containers[0].image == "ghcr.io/intersectmbo/cardano-node:10.1.4"
