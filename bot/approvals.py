@@ -127,10 +127,7 @@ class Gate:
         if not decision.allowed:
             return self._denied(request, actor, button, decision)
         if button is Button.CANCEL:
-            if not self.store.transition(request.id, OPEN_STATES, State.CANCELLED):
-                return self._lost(request.id)
-            self.store.audit("cancelled", request=request, user_id=actor.user_id)
-            return ClickResult(self.store.get(request.id), changed=True)
+            return self._close(request, actor, State.CANCELLED)
         if not self.store.transition(request.id, [State.PENDING], State.CONFIRMED):
             return self._lost(request.id)
         self.store.audit("confirmed", request=request, user_id=actor.user_id)
@@ -146,10 +143,7 @@ class Gate:
         if not decision.allowed:
             return self._denied(request, actor, button, decision)
         if button is Button.REJECT:
-            if not self.store.transition(request.id, OPEN_STATES, State.REJECTED):
-                return self._lost(request.id)
-            self.store.audit("rejected", request=request, user_id=actor.user_id)
-            return ClickResult(self.store.get(request.id), changed=True)
+            return self._close(request, actor, State.REJECTED)
         added, _count = self.store.add_approval(request.id, actor.user_id)
         if not added:
             current = self.store.get(request.id)
@@ -173,6 +167,13 @@ class Gate:
             if self.store.transition(request_id, [State.APPROVED], State.EXECUTING):
                 return ClickResult(self.store.get(request_id), changed=True, execute=True)
         return ClickResult(self.store.get(request_id), changed=True)
+
+    def _close(self, request: Request, actor: Actor, state: State) -> ClickResult:
+        """End an open request without running it (cancelled or rejected)."""
+        if not self.store.transition(request.id, OPEN_STATES, state):
+            return self._lost(request.id)
+        self.store.audit(str(state), request=request, user_id=actor.user_id)
+        return ClickResult(self.store.get(request.id), changed=True)
 
     def _denied(self, request: Request, actor: Actor, button: Button,
                 decision: Decision) -> ClickResult:

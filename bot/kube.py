@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,14 +123,19 @@ class KubeGateway:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def get_deployment(self, namespace: str, name: str, context: str | None = None) -> Obj | None:
+    def _read(self, context: str | None, read: Callable[[], Any], what: str) -> Obj | None:
+        """One object, or None if it does not exist."""
         try:
-            d = client.AppsV1Api(self._api(context)).read_namespaced_deployment(name, namespace)
+            return self._plain(context, read())
         except ApiException as e:
             if e.status == 404:
                 return None
-            raise _error(e, f"reading deployment {namespace}/{name}") from None
-        return self._plain(context, d)
+            raise _error(e, what) from None
+
+    def get_deployment(self, namespace: str, name: str, context: str | None = None) -> Obj | None:
+        api = client.AppsV1Api(self._api(context))
+        return self._read(context, lambda: api.read_namespaced_deployment(name, namespace),
+                          f"reading deployment {namespace}/{name}")
 
     def list_replica_sets(self, namespace: str, selector: str,
                           context: str | None = None) -> list[Obj]:
@@ -212,13 +217,9 @@ class KubeGateway:
         return self._plain(context, s)
 
     def get_configmap(self, namespace: str, name: str, context: str | None = None) -> Obj | None:
-        try:
-            cm = client.CoreV1Api(self._api(context)).read_namespaced_config_map(name, namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise _error(e, f"reading configmap {namespace}/{name}") from None
-        return self._plain(context, cm)
+        api = client.CoreV1Api(self._api(context))
+        return self._read(context, lambda: api.read_namespaced_config_map(name, namespace),
+                          f"reading configmap {namespace}/{name}")
 
     def patch_configmap(self, namespace: str, name: str, data: dict[str, str], *,
                         resource_version: str | None = None, dry_run: bool = False,
