@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -149,8 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if ns.cmd == "run":
+        stop = threading.Event()
+        # Kubernetes stops a pod with SIGTERM: close the Slack connection and exit cleanly.
+        # Pending requests live in the database; an interrupted execution is reported as such
+        # by the next start.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
         try:
-            return run()
+            return run(stop)
         except ConfigError as e:
             print(e, file=sys.stderr)
             return 2

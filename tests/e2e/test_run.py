@@ -174,3 +174,39 @@ def test_a_channel_the_bot_is_not_in_gets_an_answer_and_nothing_runs(
     assert request.state is State.CANCELLED
     assert [e.event for e in store.audit_since(0)] == ["requested", "cancelled"]
     store.close()
+
+
+def test_the_console_script_serves_and_stops_on_sigterm(slack_standin: SlackStandin,
+                                                       cluster: Cluster, tmp_path: Path) -> None:
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "deckhand.yaml").write_text(yaml.safe_dump(e2e_config("sigterm")))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DECKHAND_")}
+    env.update({
+        "DECKHAND_SLACK_BOT_TOKEN": slack_standin.bot_token,
+        "DECKHAND_SLACK_APP_TOKEN": slack_standin.app_token,
+        "DECKHAND_SLACK_API_URL": slack_standin.api_url,
+        "DECKHAND_CONFIG_FILE": str(tmp_path / "deckhand.yaml"),
+        "DECKHAND_DATABASE": str(tmp_path / "deckhand.db"),
+        "DECKHAND_KUBECONFIG": str(cluster.kubeconfig),
+    })
+    script = shutil.which("deckhand", path=str(Path(sys.executable).parent))
+    assert script is not None, "the deckhand console script is not installed"
+    mark = slack_standin.mark()
+    proc = subprocess.Popen([script, "run"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        slack_standin.wait_for_connection(since=mark, timeout=20)
+        slack_standin.slash_command("/deckhand", "", user="U1", channel="C1")
+        slack_standin.wait_for_ephemeral(r"Deckhand commands", user="U1")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = proc.stdout.read() if proc.stdout else ""
+    assert slack_standin.bot_token not in output and slack_standin.app_token not in output
