@@ -13,7 +13,6 @@ goes to the log only.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -86,15 +85,13 @@ class Pipeline:
     """Parse → authorize → plan → confirm → execute → follow → audit, for every request."""
 
     def __init__(self, deps: Deps, store: Store, policy: Policy, gate: Gate,
-                 executor: Executor, rollout_timeout: float = 600,
-                 clock: Callable[[], float] = time.time) -> None:
+                 executor: Executor, rollout_timeout: float = 600) -> None:
         self.deps = deps
         self.store = store
         self.policy = policy
         self.gate = gate
         self.executor = executor
         self.rollout_timeout = rollout_timeout
-        self.clock = clock
 
     # -- slash commands ------------------------------------------------------------------------
 
@@ -243,9 +240,8 @@ class Pipeline:
         def report(p: Progress, reasons: list[str]) -> None:
             lines = [f"Rollout: {p.message} (updated {p.updated}/{p.desired}, ready {p.ready}, "
                      f"available {p.available})"] + [f"• {r}" for r in reasons[:10]]
-            current = self.store.get(request.id)
-            if current is not None:
-                self._update(client, current, lines)
+            # Nothing about the request changes while it executes: no need to read it again.
+            self._update(client, request, lines)
 
         final = follow(self.deps.kube, plan.namespace, plan.target.name, plan.context, report,
                        self.rollout_timeout, earlier)

@@ -44,10 +44,6 @@ class KubeError(ClusterError):
         self.status = status
 
 
-class NotFound(KubeError):
-    pass
-
-
 def _error(e: Exception, what: str) -> KubeError:
     status = getattr(e, "status", None)
     reason = getattr(e, "reason", None) or "error"
@@ -59,8 +55,6 @@ def _error(e: Exception, what: str) -> KubeError:
         except ValueError:
             message = ""
     text = f"{what}: {message or reason}"
-    if status == 404:
-        return NotFound(text, status)
     return KubeError(text, status)
 
 

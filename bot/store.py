@@ -37,8 +37,6 @@ class State(StrEnum):
 
 
 OPEN_STATES = (State.PENDING, State.CONFIRMED)
-TERMINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.REJECTED,
-                   State.EXPIRED)
 
 
 class Request(BaseModel):
@@ -231,16 +229,22 @@ class Store:
         return int(db.execute("SELECT COUNT(*) FROM approvals WHERE request_id = ?",
                               (request_id,)).fetchone()[0])
 
-    def in_states(self, states: Iterable[State]) -> list[Request]:
+    def in_states(self, states: Iterable[State], expired_by: float | None = None
+                  ) -> list[Request]:
+        """Requests in ``states``, oldest first; with ``expired_by``, only those whose lifetime
+        ended by then (the index on (state, expires_at) serves exactly this query)."""
         marks = [str(s) for s in states]
+        query = f"SELECT id FROM requests WHERE state IN ({', '.join('?' * len(marks))})"
+        params: list[Any] = list(marks)
+        if expired_by is not None:
+            query += " AND expires_at <= ?"
+            params.append(expired_by)
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT id FROM requests WHERE state IN ({', '.join('?' * len(marks))}) "
-                "ORDER BY created_at", marks).fetchall()
+            rows = self._db.execute(query + " ORDER BY created_at", params).fetchall()
         return [r for r in (self.get(row["id"]) for row in rows) if r is not None]
 
     def due_to_expire(self, now: float) -> list[Request]:
-        return [r for r in self.in_states(OPEN_STATES) if r.expires_at <= now]
+        return self.in_states(OPEN_STATES, expired_by=now)
 
     def recent(self, workload: str, environment: str, limit: int = 10) -> list[Request]:
         with self._lock:
