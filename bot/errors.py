@@ -7,7 +7,18 @@
     ├── Denied               RBAC said no; the reason is specific
     ├── StaleError           the target changed since the plan was made; re-run the command
     └── ClusterError         the Kubernetes API refused or failed (retrying may help)
-        └── kube.KubeError   raised by the gateway itself; commands let it propagate
+        └── KubeError        raised by the gateway (bot/kube.py); ``.status`` is the HTTP status
+            │                or None; commands let it propagate
+            ├── KubeUnavailable  the API server could not be reached or did not answer in time
+            │                    (refused, reset, TLS failure, timeout); ``.timed_out``,
+            │                    ``.retryable`` and ``.may_have_applied`` say what is known
+            ├── KubeConflict     409: the object changed since it was read (optimistic locking)
+            ├── KubeNotFound     404 on a call that needs the object (reads return None instead)
+            └── KubeGone         410: a watch or list resumed from a resourceVersion too old to
+                                 serve; list again and watch from the new version
+
+The gateway always chains the client's exception (``raise ... from e``), so the log has the
+urllib3 or apiserver detail while ``str()`` stays short and safe.
 
 Anything else that escapes a handler is a bug: the user gets a generic line with a correlation id
 and the traceback goes to the log only (bot/app.py does that, in one place).
@@ -36,3 +47,42 @@ class StaleError(DeckhandError):
 
 class ClusterError(DeckhandError):
     pass
+
+
+class KubeError(ClusterError):
+    """A Kubernetes API call failed; ``str()`` is safe to show to a user (what was being done and
+    the apiserver's status message), so commands let it propagate to the one error report."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeUnavailable(KubeError):
+    """The API server could not be reached or did not answer: there is no HTTP status.
+
+    ``timed_out``: the call waited its whole timeout (retrying a read would make the user wait
+    that long again). ``retryable``: the failure was fast and looks transient (refused, reset),
+    so an idempotent read may be tried again after a pause. ``may_have_applied``: a write whose
+    request may have reached the server before the connection failed, so whether it took effect
+    is unknown; never retry it blindly.
+    """
+
+    def __init__(self, message: str, *, timed_out: bool = False, retryable: bool = False,
+                 may_have_applied: bool = False) -> None:
+        super().__init__(message, None)
+        self.timed_out = timed_out
+        self.retryable = retryable
+        self.may_have_applied = may_have_applied
+
+
+class KubeConflict(KubeError):
+    """409 Conflict: a write's precondition (resourceVersion) no longer holds."""
+
+
+class KubeNotFound(KubeError):
+    """404 Not Found on a call that needs the object to exist."""
+
+
+class KubeGone(KubeError):
+    """410 Gone: the resourceVersion a watch resumed from has been compacted away; relist."""

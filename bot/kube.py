@@ -5,57 +5,149 @@ dicts, exactly as the API serves them (camelCase keys), so the planning logic is
 unit-tested without a cluster, while the gateway itself is tested against the real control plane.
 
 Every write carries the field manager ``deckhand``; server-side apply forces conflicts because the
-bot is the owner of record for the workloads it manages. API errors become :class:`KubeError`
-with a short, safe message (the status reason and message from the apiserver), never a raw
-response body or traceback.
+bot is the owner of record for the workloads it manages.
+
+Failure handling, in one place (:func:`kube_error`):
+
+- Every request has a connect and a read timeout (:class:`KubeSource`), including the discovery
+  requests the dynamic client makes on its own, and urllib3's own retries are off, so a call
+  never waits longer than its timeout. A watch reads with the server-side timeout plus the read
+  timeout, so a frozen apiserver ends it instead of hanging it.
+- Every failure becomes a :class:`~bot.errors.KubeError` with a short, safe message (what was
+  being done and the apiserver's status message, or what happened to the connection), never a
+  raw response body or traceback; the client's exception is chained for the log.
+- Reads are retried twice after a fast connection failure (refused, reset), never after a
+  timeout: a user should not wait a multiple of the timeout. Writes are never retried: one that
+  failed after its request may have reached the server says so instead of "nothing was changed".
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import DynamicApiError
 
-from bot.errors import ClusterError
+from bot.errors import KubeConflict, KubeGone, KubeNotFound, KubeUnavailable
+from bot.errors import KubeError as KubeError  # re-exported: callers catch it from here too
 
 FIELD_MANAGER = "deckhand"
 # The generated client would default every PATCH to a JSON patch; say which kind each one is.
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/strategic-merge-patch+json"
 
+# Pauses before the second and third attempt of a read that failed fast (refused, reset): long
+# enough to ride out an apiserver restart's first instants, short next to any timeout.
+READ_BACKOFF = (0.2, 0.5)
+
 Obj = dict[str, Any]
+T = TypeVar("T")
+
+# What a call through the client can raise: the apiserver's answers (ApiException, and the
+# dynamic client's DynamicApiError subclass), urllib3's errors (retries are off, so they arrive
+# unwrapped: NewConnectionError, ReadTimeoutError, ProtocolError, ...), and socket, TLS and
+# http.client errors that slip past urllib3's own wrapping.
+FAILURES = (ApiException, urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
+
+_BY_STATUS: dict[int, type[KubeError]] = {404: KubeNotFound, 409: KubeConflict, 410: KubeGone}
 
 
-class KubeError(ClusterError):
-    """A Kubernetes API call failed; ``str()`` is safe to show to a user, so commands let it
-    propagate to the pipeline's one error report."""
+def _chain(e: BaseException) -> list[BaseException]:
+    """``e`` and everything behind it: its cause or (unsuppressed) context, MaxRetryError's
+    reason, and errors carried as arguments (urllib3's ProtocolError and SSLError do that)."""
+    seen: list[BaseException] = []
+    todo: list[object] = [e]
+    while todo:
+        x = todo.pop(0)
+        if not isinstance(x, BaseException) or any(x is s for s in seen):
+            continue
+        seen.append(x)
+        behind = x.__cause__ or (None if x.__suppress_context__ else x.__context__)
+        todo += [behind, getattr(x, "reason", None), *x.args]
+    return seen
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+
+def _has(chain: list[BaseException], *types: type[BaseException]) -> bool:
+    return any(isinstance(x, types) for x in chain)
 
 
-def _error(e: Exception, what: str) -> KubeError:
+def kube_error(e: BaseException, what: str, *, host: str, waited: float,
+               write: bool) -> KubeError:
+    """The user-facing error for an exception raised while ``what`` (e.g. "reading deployment
+    ns/x") was being done against the apiserver at ``host``; ``waited`` is the timeout to name
+    if the call timed out.
+
+    ``write``: the call changes something, so a failure after the request may have been sent
+    leaves it unknown whether the change was applied, and the text says so.
+    """
     status = getattr(e, "status", None)
-    reason = getattr(e, "reason", None) or "error"
+    if isinstance(e, ApiException) and status:
+        return _answered(e, what, status)
+    return _unavailable(e, what, host=host, waited=waited, write=write)
+
+
+def _answered(e: ApiException, what: str, status: int) -> KubeError:
+    """The apiserver answered with an error status: keep its own short message."""
     message = ""
     body = getattr(e, "body", None)
     if isinstance(body, bytes | str):
         try:
-            message = json.loads(body).get("message", "")
+            parsed = json.loads(body)
+            message = parsed.get("message", "") if isinstance(parsed, dict) else ""
         except ValueError:
             message = ""
-    text = f"{what}: {message or reason}"
-    return KubeError(text, status)
+    # A watch's ERROR event arrives as reason "Expired: too old resource version ..." and no body.
+    reason = str(e.reason or "error")
+    return _BY_STATUS.get(status, KubeError)(f"{what}: {message or reason}", status)
+
+
+def _unavailable(e: BaseException, what: str, *, host: str, waited: float,
+                 write: bool) -> KubeUnavailable:
+    chain = _chain(e)
+    server = f"the Kubernetes API server at {host}"
+    seconds = f"{round(waited, 1):g} s"
+    # Was the request certainly not sent? Only when the connection itself never came up.
+    connect_phase = _has(chain, ConnectionRefusedError, socket.gaierror,
+                         urllib3.exceptions.ConnectTimeoutError, ssl.SSLCertVerificationError)
+    timed_out = False
+    retryable = False
+    # NewConnectionError is a ConnectTimeoutError subclass: look for refusals first.
+    if _has(chain, ConnectionRefusedError):
+        problem, retryable = f"{server} refused the connection", True
+    elif _has(chain, socket.gaierror, urllib3.exceptions.NameResolutionError):
+        problem = f"the name of {server} could not be resolved"
+    elif (_has(chain, urllib3.exceptions.ConnectTimeoutError)
+          and not _has(chain, urllib3.exceptions.NewConnectionError)):
+        problem, timed_out = f"{server} could not be reached within {seconds}", True
+    elif _has(chain, urllib3.exceptions.ReadTimeoutError, TimeoutError):
+        problem, timed_out = f"{server} did not answer within {seconds}", True
+    elif _has(chain, ssl.SSLCertVerificationError):
+        problem = f"{server} presented a certificate that does not verify"
+    elif _has(chain, ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError,
+              urllib3.exceptions.ProtocolError, http.client.HTTPException):
+        problem, retryable = f"the connection to {server} was cut", True
+    elif _has(chain, ssl.SSLError, urllib3.exceptions.SSLError) or isinstance(e, ApiException):
+        # The client turns urllib3's SSLError into ApiException(status=0) (client/rest.py).
+        problem = f"the TLS connection to {server} failed"
+    else:
+        problem = f"{server} could not be reached ({type(e).__name__})"
+    may_have_applied = write and not connect_phase
+    outcome = ("it is unknown whether the change was applied; check before trying again"
+               if may_have_applied else "nothing was changed")
+    return KubeUnavailable(f"{what}: {problem}; {outcome}", timed_out=timed_out,
+                           retryable=retryable, may_have_applied=may_have_applied)
 
 
 def _write_options(dry_run: bool) -> dict[str, Any]:
@@ -65,21 +157,32 @@ def _write_options(dry_run: bool) -> dict[str, Any]:
     return options
 
 
-@contextmanager
-def _calling(what: str) -> Iterator[None]:
-    """Turn the client's exceptions into a KubeError that names what was being done."""
-    try:
-        yield
-    except (ApiException, DynamicApiError) as e:
-        raise _error(e, what) from None
-
-
 @dataclass(frozen=True)
 class KubeSource:
-    """Where to find the cluster: a kubeconfig (and context), or the in-cluster service account."""
+    """Where to find the cluster (a kubeconfig and context, or the in-cluster service account),
+    and how long to wait for it: ``connect_timeout`` to open a connection, ``read_timeout`` for
+    an answer (and, on top of the server-side timeout, for a watch's next event)."""
 
     kubeconfig: Path | None = None
     in_cluster: bool = False
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+
+
+class _TimedApiClient(client.ApiClient):
+    """An ApiClient whose every request carries a timeout unless the caller passes its own.
+
+    Both the generated APIs and the dynamic client (its discovery requests included) send
+    through ``call_api``, so this is the one place that covers them all."""
+
+    def __init__(self, configuration: client.Configuration, timeout: tuple[float, float]) -> None:
+        super().__init__(configuration)
+        self.timeout = timeout
+
+    def call_api(self, method: Any, url: Any, header_params: Any = None, body: Any = None,
+                 post_params: Any = None, _request_timeout: Any = None) -> Any:
+        return super().call_api(method, url, header_params, body, post_params,
+                                _request_timeout=_request_timeout or self.timeout)
 
 
 class KubeGateway:
@@ -87,6 +190,7 @@ class KubeGateway:
 
     def __init__(self, source: KubeSource) -> None:
         self._source = source
+        self._timeout = (source.connect_timeout, source.read_timeout)
         self._clients: dict[str | None, client.ApiClient] = {}
         self._dynamic: dict[str | None, DynamicClient] = {}
         self._lock = threading.Lock()
@@ -94,73 +198,116 @@ class KubeGateway:
     def _api(self, context: str | None) -> client.ApiClient:
         with self._lock:
             if context not in self._clients:
+                cfg = client.Configuration()
                 if self._source.in_cluster:
-                    cfg = client.Configuration()
                     config.load_incluster_config(client_configuration=cfg)
-                    self._clients[context] = client.ApiClient(cfg)
                 else:
-                    self._clients[context] = config.new_client_from_config(
+                    config.load_kube_config(
                         config_file=str(self._source.kubeconfig)
-                        if self._source.kubeconfig else None, context=context)
+                        if self._source.kubeconfig else None, context=context,
+                        client_configuration=cfg)
+                # urllib3 would retry a failed connect or read up to three times on its own,
+                # multiplying the timeout; the gateway decides what is retried (reads only).
+                cfg.retries = False
+                self._clients[context] = _TimedApiClient(cfg, self._timeout)
             return self._clients[context]
 
     def _dyn(self, context: str | None) -> DynamicClient:
-        api = self._api(context)
+        """The dynamic client; creating it runs discovery requests, so it is made outside the
+        lock (a slow apiserver must not hold up other contexts) and only inside a call."""
         with self._lock:
-            if context not in self._dynamic:
-                self._dynamic[context] = DynamicClient(api)
-            return self._dynamic[context]
+            known = self._dynamic.get(context)
+        if known is not None:
+            return known
+        made = DynamicClient(self._api(context))
+        with self._lock:
+            return self._dynamic.setdefault(context, made)
 
     def _plain(self, context: str | None, obj: Any) -> Obj:
         result: Obj = self._api(context).sanitize_for_serialization(obj)
         return result
+
+    def _host(self, context: str | None) -> str:
+        host = str(self._api(context).configuration.host)
+        return urlsplit(host).netloc or host
+
+    def _call(self, context: str | None, what: str, call: Callable[[], T], *,
+              write: bool) -> T:
+        """Run one API call, mapping every failure; a read that failed fast is tried again."""
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                return call()
+            except FAILURES as e:
+                # A timeout is reported as the limit it hit (elapsed time has scheduling noise).
+                elapsed = time.monotonic() - started
+                waited = min(self._timeout, key=lambda limit: abs(limit - elapsed))
+                error = kube_error(e, what, host=self._host(context), waited=waited, write=write)
+                retry = (not write and isinstance(error, KubeUnavailable) and error.retryable
+                         and attempt < len(READ_BACKOFF))
+                if not retry:
+                    raise error from e
+            time.sleep(READ_BACKOFF[attempt])
+            attempt += 1
 
     # -- reads ---------------------------------------------------------------------------------
 
     def _read(self, context: str | None, read: Callable[[], Any], what: str) -> Obj | None:
         """One object, or None if it does not exist."""
         try:
-            return self._plain(context, read())
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise _error(e, what) from None
+            return self._plain(context, self._call(context, what, read, write=False))
+        except KubeNotFound:
+            return None
 
     def get_deployment(self, namespace: str, name: str, context: str | None = None) -> Obj | None:
         api = client.AppsV1Api(self._api(context))
         return self._read(context, lambda: api.read_namespaced_deployment(name, namespace),
                           f"reading deployment {namespace}/{name}")
 
+    def list_deployments(self, namespace: str,
+                         context: str | None = None) -> tuple[list[Obj], str]:
+        """Every Deployment in ``namespace``, and the list's resourceVersion to watch from."""
+        api = client.AppsV1Api(self._api(context))
+        listed = self._call(context, f"listing deployments in {namespace}",
+                            lambda: api.list_namespaced_deployment(namespace), write=False)
+        version = listed.metadata.resource_version if listed.metadata else None
+        return [self._plain(context, d) for d in listed.items], str(version or "")
+
     def list_replica_sets(self, namespace: str, selector: str,
                           context: str | None = None) -> list[Obj]:
-        with _calling(f"listing replica sets in {namespace}"):
-            rs = client.AppsV1Api(self._api(context)).list_namespaced_replica_set(
-                namespace, label_selector=selector)
+        api = client.AppsV1Api(self._api(context))
+        rs = self._call(context, f"listing replica sets in {namespace}",
+                        lambda: api.list_namespaced_replica_set(namespace,
+                                                                label_selector=selector),
+                        write=False)
         return [self._plain(context, r) for r in rs.items]
 
     def list_pods(self, namespace: str, selector: str, context: str | None = None) -> list[Obj]:
-        with _calling(f"listing pods in {namespace}"):
-            pods = client.CoreV1Api(self._api(context)).list_namespaced_pod(
-                namespace, label_selector=selector)
+        api = client.CoreV1Api(self._api(context))
+        pods = self._call(context, f"listing pods in {namespace}",
+                          lambda: api.list_namespaced_pod(namespace, label_selector=selector),
+                          write=False)
         return [self._plain(context, p) for p in pods.items]
 
     def list_pvcs(self, namespace: str, context: str | None = None) -> list[Obj]:
-        with _calling(f"listing volume claims in {namespace}"):
-            pvcs = client.CoreV1Api(self._api(context)).list_namespaced_persistent_volume_claim(
-                namespace)
+        api = client.CoreV1Api(self._api(context))
+        pvcs = self._call(context, f"listing volume claims in {namespace}",
+                          lambda: api.list_namespaced_persistent_volume_claim(namespace),
+                          write=False)
         return [self._plain(context, p) for p in pvcs.items]
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str,
             context: str | None = None) -> Obj | None:
-        try:
+        def read() -> Obj:
             resource = self._dyn(context).resources.get(api_version=api_version, kind=kind)
-            got = resource.get(name=name, namespace=namespace)
-        except DynamicApiError as e:
-            if e.status == 404:
-                return None
-            raise _error(e, f"reading {kind} {name}") from None
-        result: Obj = got.to_dict()
-        return result
+            got: Obj = resource.get(name=name, namespace=namespace).to_dict()
+            return got
+
+        try:
+            return self._call(context, f"reading {kind} {name}", read, write=False)
+        except KubeNotFound:
+            return None
 
     def admit_pod(self, namespace: str, template: Obj, name: str,
                   context: str | None = None) -> None:
@@ -171,43 +318,51 @@ class KubeGateway:
                "metadata": {**(template.get("metadata") or {}), "generateName": f"{name}-",
                             "namespace": namespace},
                "spec": template["spec"]}
-        with _calling(f"admitting a pod of {namespace}/{name}"):
-            # The client serializes a plain dict body as it is; its type hint says V1Pod.
-            client.CoreV1Api(self._api(context)).create_namespaced_pod(
-                namespace, pod, dry_run="All", field_manager=FIELD_MANAGER)  # type: ignore[arg-type]
+        api = client.CoreV1Api(self._api(context))
+        # A dry run changes nothing, so it is handled (and retried) like a read.
+        self._call(context, f"admitting a pod of {namespace}/{name}",
+                   # The client serializes a plain dict body as it is; its type hint says V1Pod.
+                   lambda: api.create_namespaced_pod(namespace, pod, dry_run="All",  # type: ignore[arg-type]
+                                                     field_manager=FIELD_MANAGER),
+                   write=False)
 
-    # -- writes --------------------------------------------------------------------------------
+    # -- writes (never retried; a dry run changes nothing and is handled like a read) ------------
 
     def apply(self, obj: Obj, dry_run: bool, context: str | None = None) -> Obj:
         """Server-side apply one object with the ``deckhand`` field manager."""
         meta = obj.get("metadata", {})
-        with _calling(f"applying {obj.get('kind')} {meta.get('name')}"):
+
+        def apply() -> Obj:
             resource = self._dyn(context).resources.get(api_version=obj["apiVersion"],
                                                          kind=obj["kind"])
-            applied = resource.server_side_apply(body=obj, name=meta.get("name"),
-                                                 namespace=meta.get("namespace"),
-                                                 force_conflicts=True, **_write_options(dry_run))
-        result: Obj = applied.to_dict()
-        return result
+            applied: Obj = resource.server_side_apply(
+                body=obj, name=meta.get("name"), namespace=meta.get("namespace"),
+                force_conflicts=True, **_write_options(dry_run)).to_dict()
+            return applied
+
+        return self._call(context, f"applying {obj.get('kind')} {meta.get('name')}", apply,
+                          write=not dry_run)
 
     def patch_deployment(self, namespace: str, name: str, patch: Any, *, json_patch: bool = False,
                          dry_run: bool = False, context: str | None = None) -> Obj:
         """Patch a Deployment (strategic merge by default, or an RFC 6902 JSON patch)."""
         api = client.AppsV1Api(self._api(context))
-        with _calling(f"changing deployment {namespace}/{name}"):
-            d = api.patch_namespaced_deployment(
-                name, namespace, patch, _content_type=JSON_PATCH if json_patch else MERGE_PATCH,
-                **_write_options(dry_run))
+        d = self._call(context, f"changing deployment {namespace}/{name}",
+                       lambda: api.patch_namespaced_deployment(
+                           name, namespace, patch,
+                           _content_type=JSON_PATCH if json_patch else MERGE_PATCH,
+                           **_write_options(dry_run)),
+                       write=not dry_run)
         return self._plain(context, d)
 
     def scale_deployment(self, namespace: str, name: str, replicas: int, *,
                          dry_run: bool = False, context: str | None = None) -> Obj:
         api = client.AppsV1Api(self._api(context))
-        with _calling(f"scaling deployment {namespace}/{name}"):
-            s = api.patch_namespaced_deployment_scale(name, namespace,
-                                                      {"spec": {"replicas": replicas}},
-                                                      _content_type=MERGE_PATCH,
-                                                      **_write_options(dry_run))
+        s = self._call(context, f"scaling deployment {namespace}/{name}",
+                       lambda: api.patch_namespaced_deployment_scale(
+                           name, namespace, {"spec": {"replicas": replicas}},
+                           _content_type=MERGE_PATCH, **_write_options(dry_run)),
+                       write=not dry_run)
         return self._plain(context, s)
 
     def get_configmap(self, namespace: str, name: str, context: str | None = None) -> Obj | None:
@@ -218,29 +373,68 @@ class KubeGateway:
     def patch_configmap(self, namespace: str, name: str, data: dict[str, str], *,
                         resource_version: str | None = None, dry_run: bool = False,
                         context: str | None = None) -> Obj:
-        """Merge ``data`` into a ConfigMap; with ``resource_version`` the write fails (409) if
-        the ConfigMap changed since it was read."""
+        """Merge ``data`` into a ConfigMap; with ``resource_version`` the write fails with
+        :class:`~bot.errors.KubeConflict` if the ConfigMap changed since it was read."""
         body: Obj = {"data": data}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        with _calling(f"changing configmap {namespace}/{name}"):
-            cm = client.CoreV1Api(self._api(context)).patch_namespaced_config_map(
-                name, namespace, body, _content_type=MERGE_PATCH, **_write_options(dry_run))
+        api = client.CoreV1Api(self._api(context))
+        cm = self._call(context, f"changing configmap {namespace}/{name}",
+                        lambda: api.patch_namespaced_config_map(
+                            name, namespace, body, _content_type=MERGE_PATCH,
+                            **_write_options(dry_run)),
+                        write=not dry_run)
         return self._plain(context, cm)
 
     # -- watching ------------------------------------------------------------------------------
+
+    def _watch(self, context: str | None, what: str, list_call: Callable[..., Any],
+               *args: Any, timeout_seconds: int, **kwargs: Any) -> Iterator[tuple[str, Obj]]:
+        """Yield (event type, object) until the server ends the watch after ``timeout_seconds``.
+
+        The client's read timeout is the server's plus the usual read timeout: an idle watch
+        hears nothing until the server closes it, but a frozen apiserver ends it with
+        KubeUnavailable. Not retried: the caller decides how to resume (and from which version).
+        """
+        limits = (self._source.connect_timeout, timeout_seconds + self._source.read_timeout)
+        w = watch.Watch()
+        heard = time.monotonic()
+        try:
+            for event in w.stream(list_call, *args, timeout_seconds=timeout_seconds,
+                                  _request_timeout=limits, **kwargs):
+                heard = time.monotonic()
+                yield str(event["type"]), self._plain(context, event["object"])
+        except FAILURES as e:
+            silent = time.monotonic() - heard
+            waited = min(limits, key=lambda limit: abs(limit - silent))
+            raise kube_error(e, what, host=self._host(context), waited=waited,
+                             write=False) from e
+        finally:
+            w.stop()
 
     def watch_deployment(self, namespace: str, name: str, timeout_seconds: int,
                          context: str | None = None) -> Iterator[Obj]:
         """Yield the Deployment each time it changes, for at most ``timeout_seconds``."""
         api = client.AppsV1Api(self._api(context))
-        w = watch.Watch()
-        try:
-            for event in w.stream(api.list_namespaced_deployment, namespace,
+        for _, obj in self._watch(context, f"watching deployment {namespace}/{name}",
+                                  api.list_namespaced_deployment, namespace,
                                   field_selector=f"metadata.name={name}",
                                   timeout_seconds=timeout_seconds):
-                yield self._plain(context, event["object"])
-        except ApiException as e:
-            raise _error(e, f"watching deployment {namespace}/{name}") from None
-        finally:
-            w.stop()
+            yield obj
+
+    def watch_deployments(self, namespace: str, resource_version: str, timeout_seconds: int,
+                          context: str | None = None) -> Iterator[tuple[str, Obj]]:
+        """Yield (event type, Deployment) for every Deployment in ``namespace`` that changes
+        after ``resource_version`` (from :meth:`list_deployments` or the last event seen), for
+        at most ``timeout_seconds``.
+
+        Event types are ADDED, MODIFIED and DELETED, each with a whole Deployment whose
+        ``metadata.resourceVersion`` is the version to resume from. (Bookmarks are not asked
+        for, so every object is a Deployment.) If the version is too old for the server, this
+        raises :class:`~bot.errors.KubeGone`: list again.
+        """
+        api = client.AppsV1Api(self._api(context))
+        yield from self._watch(context, f"watching deployments in {namespace}",
+                               api.list_namespaced_deployment, namespace,
+                               resource_version=resource_version,
+                               timeout_seconds=timeout_seconds)

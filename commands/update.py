@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
-from bot.errors import StaleError, UsageError
-from bot.kube import KubeError
+from bot.errors import KubeConflict, StaleError, UsageError
 from bot.rollout import CHANGE_CAUSE, image_of
 from commands.base import (
     Command,
@@ -113,11 +112,9 @@ class Update(Command):
             deps.kube.patch_configmap(plan.namespace, s["configmap"], {s["key"]: s["value"]},
                                       resource_version=s["configmap_version"],
                                       context=plan.context)
-        except KubeError as e:
-            if e.status == 409:
-                raise StaleError(f"{s['configmap']} changed since this was planned; "
-                                 "nothing was done. Run the command again.") from None
-            raise
+        except KubeConflict as e:
+            raise StaleError(f"{s['configmap']} changed since this was planned; "
+                             "nothing was done. Run the command again.") from e
         deps.kube.patch_deployment(plan.namespace, plan.target.name,
                                    restart_patch(datetime.now(UTC)), context=plan.context)
         return Outcome(ok=True, message=f"{s['key']} set; restart started")

@@ -18,6 +18,7 @@ from kubernetes import client, config
 
 from tests.cluster.build import ensure_built, tool
 from tests.cluster.cluster import Cluster
+from tests.cluster.proxy import ApiserverProxy
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +75,12 @@ def age_identity(tmp_path_factory: pytest.TempPathFactory) -> AgeIdentity:
     recipient = next(line.split(": ", 1)[1] for line in key_file.read_text().splitlines()
                      if line.startswith("# public key: "))
     return AgeIdentity(key_file, recipient)
+
+
+@pytest.fixture
+def apiserver_proxy(cluster: Cluster, tmp_path: Path) -> Iterator[ApiserverProxy]:
+    """A TCP proxy in front of the session's apiserver that the test can freeze (no answers),
+    cut (refused connections) and resume; point clients at its ``.kubeconfig``. The cluster's
+    own components keep using the real port, so they never notice. See tests/cluster/proxy.py."""
+    with ApiserverProxy(cluster.ports["apiserver"], cluster.kubeconfig, tmp_path) as proxy:
+        yield proxy
