@@ -8,6 +8,8 @@ from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
 from bot.errors import UsageError
+from bot.kube import FIELD_MANAGER
+from bot.managed import FieldSet, Path, applied_fields, differences, dotted, fields_of, project, union
 from bot.render import RenderError, render
 from bot.rollout import CHANGE_CAUSE, image_of
 from commands.base import Command, Deps, Outcome, Plan, Target, check_not_stale, image_option, resolve, split_args
@@ -69,11 +71,12 @@ class Deploy(Command):
                 deps.kube.admit_pod(r.namespace, obj["spec"]["template"], meta["name"], r.context)
             if existing is None:
                 continue
+            fields = owned_fields(existing, after, obj)
             if obj["kind"] == "Deployment":
                 current = existing
-                changed += _deployment_changes(existing, after, container)
+                changed += deployment_changes(meta["name"], existing, after, fields, container)
             else:
-                changed += _object_changes(obj["kind"], meta["name"], existing, after)
+                changed += object_changes(obj["kind"], meta["name"], existing, after, fields)
         image = image_of(next(o for o in objects if o["kind"] == "Deployment")["spec"]
                          ["template"], container)
         summary = [f"Deploy {r.workload} to {r.environment} ({r.namespace}) with {image}"]
@@ -98,29 +101,80 @@ class Deploy(Command):
         return Outcome(ok=True, message=f"applied {len(plan.steps['objects'])} objects")
 
 
-def _object_changes(kind: str, name: str, before: dict[str, Any], after: dict[str, Any]
-                    ) -> list[str]:
-    """What a dry-run apply would change in a non-Deployment object, key by key for data."""
+def owned_fields(existing: dict[str, Any], after: dict[str, Any], obj: dict[str, Any]
+                 ) -> FieldSet:
+    """The fields a plan compares: those Deckhand's applies own, before or after this one.
+
+    The dry run's entry is what this apply will own; the existing entry adds what Deckhand owned
+    until now, so that a field the manifests stop setting shows up as removed. On the first
+    apply to an object someone else created only the dry run's entry exists. Without any entry
+    (an apiserver that records none), the rendered object's own fields are exactly what the
+    apply can change.
+    """
+    return (union(applied_fields(existing, FIELD_MANAGER), applied_fields(after, FIELD_MANAGER))
+            or fields_of(obj))
+
+
+def object_changes(kind: str, name: str, before: dict[str, Any], after: dict[str, Any],
+                   fields: FieldSet) -> list[str]:
+    """What a dry-run apply would change in a non-Deployment object, within ``fields``: a
+    ConfigMap key by key, anything else as the changed field paths."""
+    old, new = project(before, fields), project(after, fields)
+    paths = differences(old, new)
+    lines = []
     if kind == "ConfigMap":
-        old, new = before.get("data") or {}, after.get("data") or {}
-        return [f"{name}.{k}: {old.get(k, '(unset)')} -> {new.get(k, '(removed)')}"
-                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    if before.get("spec") != after.get("spec"):
-        return [f"{kind} {name}: spec changes"]
-    return []
+        old_data, new_data = old.get("data") or {}, new.get("data") or {}
+        lines = [f"{name}.{k}: {old_data.get(k, '(unset)')} -> {new_data.get(k, '(removed)')}"
+                 for k in sorted(set(old_data) | set(new_data))
+                 if old_data.get(k) != new_data.get(k)]
+        paths = [p for p in paths if p[:1] != ("data",)]
+    return lines + _paths_line(kind, name, paths)
 
 
-def _deployment_changes(before: dict[str, Any], after: dict[str, Any], container: str
-                        ) -> list[str]:
+def deployment_changes(name: str, before: dict[str, Any], after: dict[str, Any],
+                       fields: FieldSet, container: str) -> list[str]:
+    """What a dry-run apply would change in the Deployment, within ``fields``: the image, the
+    replicas, any other pod template change (a new revision), and other spec fields."""
+    # /deploy's execute adds its change-cause annotation to what the plan dry-ran, so the dry
+    # run always drops the previous one; that is bookkeeping, not a change to show.
+    old = project(_without_change_cause(before), fields)
+    new = project(_without_change_cause(after), fields)
+    paths = differences(old, new)
     changes = []
-    old_image = image_of(before["spec"]["template"], container)
-    new_image = image_of(after["spec"]["template"], container)
+    old_image, new_image = _image(old, container), _image(new, container)
     if old_image != new_image:
         changes.append(f"image: {old_image} -> {new_image}")
-    old_n, new_n = before["spec"].get("replicas"), after["spec"].get("replicas")
+    old_n, new_n = _at(old, "spec", "replicas"), _at(new, "spec", "replicas")
     if old_n != new_n:
         changes.append(f"replicas: {old_n} -> {new_n}")
-    if (before["spec"]["template"] != after["spec"]["template"]
-            and old_image == new_image):
+    if any(p[:2] == ("spec", "template") for p in paths) and old_image == new_image:
         changes.append("pod template changed (new revision)")
-    return changes
+    rest = [p for p in paths if p[:2] not in (("spec", "template"), ("spec", "replicas"))]
+    return changes + _paths_line("Deployment", name, rest)
+
+
+def _paths_line(kind: str, name: str, paths: list[Path]) -> list[str]:
+    # Three names deep says where (spec.resources.requests) without a line per leaf.
+    shown = list(dict.fromkeys(dotted(p[:3]) for p in paths))
+    return [f"{kind} {name}: {', '.join(shown)} changes"] if shown else []
+
+
+def _without_change_cause(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != CHANGE_CAUSE}
+    return {**obj, "metadata": {**meta, "annotations": annotations or None}}
+
+
+def _at(value: Any, *path: str) -> Any:
+    for name in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(name)
+    return value
+
+
+def _image(deployment: Any, container: str) -> str | None:
+    containers = _at(deployment, "spec", "template", "spec", "containers") or []
+    named = [c for c in containers if isinstance(c, dict) and c.get("name") == container]
+    chosen = named or containers[:1]
+    return str(chosen[0]["image"]) if chosen and chosen[0].get("image") else None
