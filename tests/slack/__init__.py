@@ -42,6 +42,8 @@ visible text (its `text` plus every text inside its blocks); a callable gets the
 Timeouts raise `WaitTimeout` (an AssertionError) describing what there was instead.
 
 Make trouble: `rate_limit(method, times, retry_after)` (HTTP 429), `fail(method, error)`,
+`server_error(method, times, status)` (HTTP 5xx, HTML body), `set_latency(seconds, method=)`,
+`go_offline()` / `go_online()` (Slack unreachable, then back on the same port),
 `disconnect()` (Socket Mode `disconnect`, waits for the bot to reconnect), `close_connections()`,
 `answer_pings = False`, `redeliver(delivery)` (same envelope_id / HTTP retry headers),
 `slash_command(..., signing=Signing.wrong_secret() | Signing.stale())`, `timeout=` (Slack's 3 s).

@@ -16,8 +16,11 @@ all public methods are called from the test thread and are synchronous.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import socket
+import time
 from typing import Any
 
 from aiohttp import web
@@ -71,6 +74,9 @@ class SlackStandin(Service, UserActions, StateQueries):
         self._replies = ResponseUrls(self.workspace, self._state)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._started = False
+        # Seconds every Web API call waits before it is answered; per method, None for all others.
+        self._latency: dict[str | None, float] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -88,9 +94,14 @@ class SlackStandin(Service, UserActions, StateQueries):
             listener.close()
             self._loop.stop()
             raise
+        self._started = True
         return self
 
     async def _serve(self, listener: socket.socket) -> None:
+        await self._open_site(listener)
+        await self._http.start()
+
+    async def _open_site(self, listener: socket.socket) -> None:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_get("/link/", self._socket.handle)
@@ -98,20 +109,71 @@ class SlackStandin(Service, UserActions, StateQueries):
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.SockSite(self._runner, listener).start()
-        await self._http.start()
+
+    async def _close_site(self) -> None:
+        await self._socket.shutdown()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     def stop(self) -> None:
         """Close every connection, stop the server and its thread. Safe to call twice."""
-        if self._runner is not None:
+        if self._started:
             self._loop.run(self._shutdown())
-            self._runner = None
+            self._started = False
         self._loop.stop()
 
     async def _shutdown(self) -> None:
-        await self._socket.shutdown()
+        await self._close_site()
         await self._http.close()
-        assert self._runner is not None
-        await self._runner.cleanup()
+
+    # -- outages ----------------------------------------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        """False between `go_offline()` and `go_online()`."""
+        return self._runner is not None
+
+    def go_offline(self) -> None:
+        """Slack becomes unreachable: close every connection (calls in progress are cut) and stop
+        listening, so new connections are refused. State (messages, call log) is kept.
+
+        The port is free while offline; `go_online()` binds it again.
+        """
+        if not self._started:
+            raise RuntimeError("the stand-in is not started")
+        self._loop.run(self._close_site())
+
+    def go_online(self, timeout: float = 10.0) -> None:
+        """Listen again on the same port (the bot's clients keep their base URL), after `go_offline()`."""
+        if not self._started:
+            raise RuntimeError("the stand-in is not started")
+        if self._runner is not None:
+            return
+        assert self._port is not None
+        listener = self._bind_same_port(self._port, timeout)
+        try:
+            self._loop.run(self._open_site(listener))
+        except BaseException:
+            listener.close()
+            raise
+
+    @staticmethod
+    def _bind_same_port(port: int, timeout: float) -> socket.socket:
+        # SO_REUSEADDR covers TIME_WAIT leftovers; another process taking the port meanwhile is
+        # unlikely, and retrying for a while covers a socket that is still being torn down.
+        deadline = time.monotonic() + timeout
+        while True:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                listener.bind(("127.0.0.1", port))
+                return listener
+            except OSError as error:
+                listener.close()
+                if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     # -- addresses and credentials --------------------------------------------------------------
 
@@ -146,6 +208,10 @@ class SlackStandin(Service, UserActions, StateQueries):
     # -- HTTP handlers (loop thread) ---------------------------------------------------------------
 
     async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        latency = self._latency.get(method, self._latency.get(None, 0.0))
+        if latency > 0:
+            await asyncio.sleep(latency)
         args: dict[str, Any] = dict(request.query)
         if request.content_type == "application/json":
             try:
@@ -159,7 +225,11 @@ class SlackStandin(Service, UserActions, StateQueries):
         authorization = request.headers.get("Authorization", "")
         token = authorization.removeprefix("Bearer ").strip() if authorization.startswith("Bearer ") else None
         form_token = args.pop("token", None)
-        answer = self._api.handle(request.match_info["method"], token or form_token, args)
+        answer = self._api.handle(method, token or form_token, args)
+        if answer.html is not None:
+            return web.Response(
+                text=answer.html, status=answer.status, headers=answer.headers, content_type="text/html"
+            )
         return web.json_response(answer.body, status=answer.status, headers=answer.headers)
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
@@ -217,3 +287,25 @@ class SlackStandin(Service, UserActions, StateQueries):
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         """The next `times` calls of `method` answer `{"ok": false, "error": error}` (HTTP 200)."""
         self._api.inject(method, Injection(remaining=times, error=error))
+
+    def server_error(self, method: str, *, times: int = 1, status: int = 503) -> None:
+        """The next `times` calls of `method` get HTTP `status` (5xx) with an HTML page, not JSON.
+
+        The call log records them with the error `http_<status>`.
+        """
+        if not 500 <= status <= 599:
+            raise ValueError(f"not a server error status: {status}")
+        self._api.inject(method, Injection(remaining=times, error=f"http_{status}", status=status))
+
+    def set_latency(self, seconds: float, *, method: str | None = None) -> None:
+        """Delay every answer to `method` (every method without its own delay if None) by `seconds`.
+
+        `set_latency(0)` removes the delay. The call is logged when answered, after the delay.
+        """
+        if seconds < 0:
+            raise ValueError("latency cannot be negative")
+        with self._state.changing():
+            if seconds == 0:
+                self._latency.pop(method, None)
+            else:
+                self._latency[method] = seconds

@@ -49,6 +49,8 @@ class Injection:
     error: str
     # Set for rate limits: answer HTTP 429 with this Retry-After instead of a 200 error body.
     retry_after: int | None = None
+    # Set for server errors: answer this HTTP status (5xx) with an HTML page, as Slack's edge does.
+    status: int | None = None
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Answer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str]
+    # Sent instead of `body` as text/html when set (server errors); `body` is still what the log shows.
+    html: str | None = None
 
 
 def decode_arguments(args: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +148,9 @@ class WebApi:
         injection = self._take_injection(method)
         if injection is not None and injection.retry_after is not None:
             return Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(injection.retry_after)})
+        if injection is not None and injection.status is not None:
+            page = f"<html><body><h1>{injection.status} {injection.error}</h1></body></html>"
+            return Answer(injection.status, {"ok": False, "error": injection.error}, {}, html=page)
         try:
             if injection is not None:
                 raise ApiError(injection.error)
