@@ -3,8 +3,17 @@
 Everything that must survive a restart of the bot lives here. Each state change of a request is an
 atomic compare-and-set (``UPDATE ... WHERE id = ? AND state IN (...)``), so when several threads
 (double clicks, two approvers, a redelivered envelope) race for the same transition exactly one
-wins and the others see that they lost. SQLite runs in WAL mode; one connection is shared behind a
-lock, which is plenty for a chat bot's write rate and keeps transactions simple.
+wins and the others see that they lost. A transition that must not happen after the request's
+lifetime (a Confirm, an approval, the start of an execution) also puts the expiry into the same
+``WHERE``, so no clock read between a check and the write can let an expired request through.
+SQLite runs in WAL mode; one connection is shared behind a lock, which is plenty for a chat bot's
+write rate and keeps transactions simple.
+
+The file carries its schema version in ``PRAGMA user_version``. Opening a file runs, in one
+transaction, every migration in :data:`_MIGRATIONS` newer than the file's version, so a new
+release starts on the database the previous one left; a file from a newer release than this code
+knows is refused rather than misread. Files written before versioning existed carry
+``user_version`` 0 but already have the tables: they are version 1.
 
 The store knows nothing about Slack or Kubernetes: rows in, rows out.
 """
@@ -15,7 +24,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -25,18 +34,51 @@ from pydantic import BaseModel, Field
 
 
 class State(StrEnum):
+    """Where a request is in its life. bot/approvals.py draws the diagram; in short::
+
+        pending -> confirmed -> approved -> executing -> following -> succeeded / failed / applied
+                                                      -> succeeded / failed (nothing to follow)
+        pending / confirmed -> cancelled / rejected / expired;  approved -> cancelled / expired
+
+    Open states take clicks; ``approved``, ``executing`` and ``following`` belong to the
+    execution; the rest are final: nothing moves a request out of them.
+    """
+
     PENDING = "pending"          # waiting for the requester's Confirm
     CONFIRMED = "confirmed"      # confirmed; waiting for approvals
     APPROVED = "approved"        # confirmed and approved; about to execute
-    EXECUTING = "executing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
+    EXECUTING = "executing"      # applying the change; a restart here fails it as interrupted
+    FOLLOWING = "following"      # applied; following the rollout (a restart resumes following)
+    SUCCEEDED = "succeeded"      # final: done (and, if followed, rolled out)
+    FAILED = "failed"            # final: the apply or the rollout failed, or was interrupted
+    APPLIED = "applied"          # final: applied, but following stopped before the rollout
+                                 # finished (an operator-set cap); not a failure
+    CANCELLED = "cancelled"      # final: by the requester, or closed because they lost the right
+    REJECTED = "rejected"        # final: an approver said no
+    EXPIRED = "expired"          # final: its lifetime ended before it could execute
 
 
 OPEN_STATES = (State.PENDING, State.CONFIRMED)
+"""States in which the buttons still work."""
+
+FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.APPLIED, State.CANCELLED, State.REJECTED,
+                State.EXPIRED)
+"""States nothing moves a request out of."""
+
+ANNOUNCED_STATES = (State.SUCCEEDED, State.FAILED, State.APPLIED)
+"""The final states of an execution. Their final message and the requester's thread reply must
+reach Slack, so :meth:`Store.unnotified` tracks them until :meth:`Store.mark_notice` records the
+outcome. A request closed without executing (cancelled, rejected, expired) is not tracked: the
+click or sweep that closed it renders it, and if that edit is lost the worst left behind is a
+button that answers "already cancelled"."""
+
+NOTICE_DELIVERED = "delivered"
+"""``Request.notice`` once the final message and thread reply went through; the other value is
+``"refused: <Slack's error>"``."""
+
+
+class StoreError(Exception):
+    """The database cannot be used by this version of Deckhand (e.g. a newer schema)."""
 
 
 class Request(BaseModel):
@@ -62,6 +104,11 @@ class Request(BaseModel):
     expires_at: float
     updated_at: float
     result: dict[str, Any] | None = None
+    followed_since: float | None = None
+    """When following the rollout began (the request entered ``following``); None otherwise."""
+    notice: str | None = None
+    """Delivery of the final Slack notification: None (not yet), ``"delivered"``, or
+    ``"refused: <Slack's error>"``. See :data:`ANNOUNCED_STATES`."""
 
 
 class AuditEntry(BaseModel):
@@ -79,7 +126,14 @@ class AuditEntry(BaseModel):
     detail: str | None
 
 
-_SCHEMA = """
+# -- schema and migrations ----------------------------------------------------------------------
+#
+# Each migration is (the version it produces, SQL or a function of the connection); they run in
+# order, in one transaction with the version bump. A fresh file is built by running them all, so
+# a new file and a migrated one cannot drift apart. Never edit a released migration: append one.
+# Migrations spell states as literals, because the State enum may change after them.
+
+_V1 = """
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
     verb TEXT NOT NULL,
@@ -127,22 +181,88 @@ CREATE TABLE IF NOT EXISTS deliveries (
     at REAL NOT NULL
 );
 """
+"""Schema version 1: the tables as they were before versioning, verbatim."""
+
+_V2 = """
+ALTER TABLE requests ADD COLUMN followed_since REAL;
+ALTER TABLE requests ADD COLUMN notice TEXT;
+-- Requests that ended before notices were tracked were announced back then (or never will be):
+-- do not announce them again after the upgrade.
+UPDATE requests SET notice = 'delivered'
+    WHERE state IN ('succeeded', 'failed', 'cancelled', 'rejected', 'expired');
+-- Serves unnotified(): holds only the few executions whose final notice is still due.
+CREATE INDEX requests_unnotified ON requests (created_at)
+    WHERE notice IS NULL AND state IN ('succeeded', 'failed', 'applied');
+-- Serves prune_deliveries().
+CREATE INDEX deliveries_at ON deliveries (at);
+"""
+"""Schema version 2: following and final-notice tracking; pruning of delivery keys."""
+
+Migration = tuple[int, str | Callable[[sqlite3.Connection], None]]
+
+_MIGRATIONS: tuple[Migration, ...] = (
+    (1, _V1),
+    (2, _V2),
+)
+
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+"""The newest schema this code knows; a fresh file is created at it."""
 
 _JSON_COLUMNS = ("args", "plan", "result")
+# What a transition may write besides the state; the column names are spliced into SQL.
+_SETTABLE = frozenset(Request.model_fields) - {"id", "state", "approvers"}
 
 
 class Store:
     """The SQLite-backed store. Safe to share between threads."""
 
     def __init__(self, path: Path | str, clock: Any = time.time) -> None:
+        """Open (creating if needed) the file at ``path`` and bring its schema up to date.
+
+        Raises:
+            StoreError: the file is not a Deckhand database, or a newer Deckhand wrote it.
+        """
         self._clock = clock
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
+        try:
+            with self._lock:
+                # Neither pragma takes effect inside a transaction, so both come first.
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._migrate(path)
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise StoreError(f"cannot open the store {path}: {e}") from e
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self, path: Path | str) -> None:
+        # BEGIN IMMEDIATE before reading the version: of two processes opening one old file
+        # (the bot starting while `deckhand audit` runs), one migrates and the other sees it done.
+        with self._tx() as db:
+            found = _version(db)
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store {path} has schema version {found}, written by a newer Deckhand; "
+                    f"this one knows versions up to {SCHEMA_VERSION}. Run the newer version, or "
+                    f"restore a backup made before the upgrade.")
+            for version, step in _MIGRATIONS:
+                if version <= found:
+                    continue
+                if isinstance(step, str):
+                    for statement in _statements(step):
+                        db.execute(statement)
+                else:
+                    step(db)
+                db.execute(f"PRAGMA user_version = {int(version)}")
+
+    @property
+    def schema_version(self) -> int:
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
@@ -182,13 +302,18 @@ class Store:
                 (request_id,))]
         return _request(row, approvers)
 
-    def transition(self, request_id: str, from_states: Iterable[State], to_state: State,
-                   **fields: Any) -> bool:
+    def transition(self, request_id: str, from_states: Iterable[State], to_state: State, *,
+                   unexpired_at: float | None = None, **fields: Any) -> bool:
         """Move a request to ``to_state`` if and only if it is in one of ``from_states``.
 
-        Returns whether this call made the change. Extra ``fields`` (e.g. ``result``) are
-        written in the same statement.
+        With ``unexpired_at`` (normally "now"), also only if its lifetime had not ended by then:
+        the expiry is part of the compare-and-set, not a separate read. Returns whether this
+        call made the change. Extra ``fields`` (columns of :class:`Request`, e.g. ``result``)
+        are written in the same statement.
         """
+        unknown = set(fields) - _SETTABLE
+        if unknown:
+            raise ValueError(f"not settable by a transition: {', '.join(sorted(unknown))}")
         froms = [str(s) for s in from_states]
         sets = {"state": str(to_state), "updated_at": self._clock(), **fields}
         for col in _JSON_COLUMNS:
@@ -197,9 +322,12 @@ class Store:
         assignments = ", ".join(f"{c} = :{c}" for c in sets)
         marks = ", ".join(f":from{i}" for i in range(len(froms)))
         params = {**sets, "id": request_id, **{f"from{i}": s for i, s in enumerate(froms)}}
+        where = f"id = :id AND state IN ({marks})"
+        if unexpired_at is not None:
+            where += " AND expires_at > :unexpired_at"
+            params["unexpired_at"] = unexpired_at
         with self._tx() as db:
-            cur = db.execute(
-                f"UPDATE requests SET {assignments} WHERE id = :id AND state IN ({marks})", params)
+            cur = db.execute(f"UPDATE requests SET {assignments} WHERE {where}", params)
             return cur.rowcount == 1
 
     def set_message(self, request_id: str, channel: str, ts: str) -> None:
@@ -208,17 +336,20 @@ class Store:
                        (channel, ts, request_id))
 
     def add_approval(self, request_id: str, user_id: str,
-                     while_in: Iterable[State] = OPEN_STATES) -> tuple[bool, int]:
+                     while_in: Iterable[State] = OPEN_STATES, *,
+                     unexpired_at: float | None = None) -> tuple[bool, int]:
         """Record ``user_id``'s approval while the request is open.
 
         Returns (whether this call added it, how many approvals the request has now). An
-        approval of a request that is no longer open is not recorded.
+        approval of a request that is no longer open, or (with ``unexpired_at``) whose lifetime
+        had ended by then, is not recorded.
         """
         states = [str(s) for s in while_in]
         with self._tx() as db:
-            row = db.execute("SELECT state FROM requests WHERE id = ?",
+            row = db.execute("SELECT state, expires_at FROM requests WHERE id = ?",
                              (request_id,)).fetchone()
-            if row is None or row["state"] not in states:
+            if row is None or row["state"] not in states or (
+                    unexpired_at is not None and row["expires_at"] <= unexpired_at):
                 return False, self._count(db, request_id)
             cur = db.execute("INSERT OR IGNORE INTO approvals (request_id, user_id, at) "
                              "VALUES (?, ?, ?)", (request_id, user_id, self._clock()))
@@ -239,19 +370,46 @@ class Store:
         if expired_by is not None:
             query += " AND expires_at <= ?"
             params.append(expired_by)
+        return self._requests(query + " ORDER BY created_at", params)
+
+    def _requests(self, query: str, params: list[Any]) -> list[Request]:
+        """The requests whose ids ``query`` selects, in its order."""
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY created_at", params).fetchall()
+            rows = self._db.execute(query, params).fetchall()
         return [r for r in (self.get(row["id"]) for row in rows) if r is not None]
 
     def due_to_expire(self, now: float) -> list[Request]:
         return self.in_states(OPEN_STATES, expired_by=now)
 
     def recent(self, workload: str, environment: str, limit: int = 10) -> list[Request]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id FROM requests WHERE workload = ? AND environment = ? "
-                "ORDER BY created_at DESC LIMIT ?", (workload, environment, limit)).fetchall()
-        return [r for r in (self.get(row["id"]) for row in rows) if r is not None]
+        return self._requests("SELECT id FROM requests WHERE workload = ? AND environment = ? "
+                              "ORDER BY created_at DESC LIMIT ?", [workload, environment, limit])
+
+    # -- final notices -------------------------------------------------------------------------
+
+    def mark_notice(self, request_id: str, notice: str) -> None:
+        """Record what became of the request's final Slack notification.
+
+        ``notice`` is :data:`NOTICE_DELIVERED` or ``"refused: <Slack's error>"``.
+        """
+        if notice != NOTICE_DELIVERED and not notice.startswith("refused: "):
+            raise ValueError(f"a notice is {NOTICE_DELIVERED!r} or 'refused: <error>', "
+                             f"not {notice!r}")
+        with self._tx() as db:
+            db.execute("UPDATE requests SET notice = ? WHERE id = ?", (notice, request_id))
+
+    def unnotified(self) -> list[Request]:
+        """Requests in :data:`ANNOUNCED_STATES` whose final notification has not gone out yet
+        (neither delivered nor refused), oldest first: what a restart or the periodic sweep
+        must still announce."""
+        # Without statistics the planner would pick requests_state and walk every request that
+        # ever succeeded; INDEXED BY makes it use the small partial index instead, and makes
+        # this query fail loudly (rather than turn slow) if ANNOUNCED_STATES ever stops
+        # matching that index's WHERE: then add a migration that redefines the index.
+        states = ", ".join(f"'{s.value}'" for s in ANNOUNCED_STATES)
+        return self._requests(
+            f"SELECT id FROM requests INDEXED BY requests_unnotified "
+            f"WHERE notice IS NULL AND state IN ({states}) ORDER BY created_at", [])
 
     # -- deliveries: remember what was already handled (Slack retries, Alertmanager resends) --
 
@@ -261,6 +419,15 @@ class Store:
             cur = db.execute("INSERT OR IGNORE INTO deliveries (key, at) VALUES (?, ?)",
                              (key, self._clock()))
             return cur.rowcount == 1
+
+    def prune_deliveries(self, older_than: float) -> int:
+        """Forget delivery keys first seen before ``older_than``; return how many.
+
+        A key only has to outlive the redeliveries it guards against (Slack retries within
+        minutes), so keeping a day or so is plenty.
+        """
+        with self._tx() as db:
+            return db.execute("DELETE FROM deliveries WHERE at < ?", (older_than,)).rowcount
 
     # -- audit ---------------------------------------------------------------------------------
 
@@ -302,3 +469,25 @@ def _request(row: sqlite3.Row, approvers: list[str]) -> Request:
         data[col] = json.loads(data[col]) if data[col] is not None else None
     data["approvers"] = approvers
     return Request.model_validate(data)
+
+
+def _version(db: sqlite3.Connection) -> int:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                   "AND name = 'requests'").fetchone():
+        return 1  # written before versioning: the tables exist, the version was never set
+    return version
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements. (``executescript`` would commit the transaction the
+    migration runs in, so each statement is executed on its own.)"""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip() and not all(ln.strip().startswith("--") or not ln.strip()
+                                   for ln in pending.splitlines()):
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:80]!r}")

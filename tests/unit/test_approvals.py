@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from bot.approvals import Button, ClickResult, Gate
+from bot.approvals import INTERRUPTED, Button, ClickResult, Gate, Recovery
 from bot.store import State, Store
 
 
@@ -31,12 +32,23 @@ class TablePolicy:
 
     actors: set[str] = field(default_factory=lambda: {"UREQ", "UAPP1", "UAPP2", "UOTHER"})
     approvers: set[str] = field(default_factory=lambda: {"UAPP1", "UAPP2", "UREQ"})
+    during_check: Callable[[], None] | None = None
+    """Runs inside every check of a requester: time that passes while the policy is consulted."""
+    during_may_approve: Callable[[], None] | None = None
+    """The same for checks of approvers."""
+    checked: list[str] = field(default_factory=list)
+    """Who each check was about, in order."""
 
     def check(self, actor: Who, action: str, environment: str, workload: str) -> Verdict:
+        self.checked.append(actor.user_id)
+        if self.during_check is not None:
+            self.during_check()
         ok = actor.user_id in self.actors
         return Verdict(ok, "" if ok else f"{actor.user_id} may not {action}")
 
     def may_approve(self, actor: Who, environment: str, workload: str) -> Verdict:
+        if self.during_may_approve is not None:
+            self.during_may_approve()
         ok = actor.user_id in self.approvers
         return Verdict(ok, "" if ok else f"{actor.user_id} may not approve in {environment}")
 
@@ -44,8 +56,12 @@ class TablePolicy:
 class Clock:
     def __init__(self) -> None:
         self.now = 1_000_000.0
+        self.upcoming: list[float] = []
+        """Values the next calls return, one each; the last one stays."""
 
     def __call__(self) -> float:
+        if self.upcoming:
+            self.now = self.upcoming.pop(0)
         return self.now
 
 
@@ -64,9 +80,10 @@ def gate(tmp_path: Path, policy: TablePolicy, clock: Clock) -> Gate:
     return Gate(Store(tmp_path / "deckhand.db", clock=clock), policy, clock=clock)
 
 
-def open_request(gate: Gate, approvals: int = 0, lifetime: float = 600) -> str:
+def open_request(gate: Gate, approvals: int = 0, lifetime: float = 600,
+                 requester: str = "UREQ") -> str:
     return gate.open(verb="deploy", args={"image": "x:1"}, workload="cardano-node",
-                     environment="production", namespace="cardano", actor=Who("UREQ"),
+                     environment="production", namespace="cardano", actor=Who(requester),
                      channel="C1", plan={"summary": ["image x:1"], "target": {}},
                      approvals_required=approvals, lifetime_seconds=lifetime).id
 
@@ -221,16 +238,219 @@ def test_state_survives_a_new_store_on_the_same_file(tmp_path: Path, policy: Tab
     assert result.execute
 
 
-def test_recover_resumes_approved_and_fails_interrupted(gate: Gate) -> None:
-    approved = open_request(gate)
-    gate.store.transition(approved, [State.PENDING], State.APPROVED)
-    running = open_request(gate)
-    gate.store.transition(running, [State.PENDING], State.EXECUTING)
+def events(gate: Gate, request_id: str) -> list[str]:
+    return [e.event for e in gate.store.audit_since(0, request_id)]
 
-    resume, failed = gate.recover()
-    assert [r.id for r in resume] == [approved]
-    assert gate.store.get(approved).state is State.EXECUTING  # type: ignore[union-attr]
-    assert [r.id for r in failed] == [running]
-    interrupted = gate.store.get(running)
-    assert interrupted.state is State.FAILED  # type: ignore[union-attr]
-    assert "restart" in interrupted.result["message"]  # type: ignore[union-attr,index]
+
+# -- rechecks where execution starts (issue 6, observation 10) ---------------------------------
+
+
+def test_a_requester_who_lost_the_right_after_confirming_gets_nothing_executed(
+        gate: Gate, policy: TablePolicy) -> None:
+    rid = open_request(gate, approvals=1)
+    assert not gate.click(rid, Who("UREQ"), Button.CONFIRM).execute
+    policy.actors.discard("UREQ")  # the deployer role is removed while the approval is awaited
+
+    result = gate.click(rid, Who("UAPP1"), Button.APPROVE)
+    message = ("<@UREQ> may no longer deploy cardano-node in production: UREQ may not deploy; "
+               "nothing was done")
+    assert not result.execute
+    assert result.changed and result.notice == message
+    assert policy.checked[-1] == "UREQ"  # the requester was checked, not the approver
+    current = gate.store.get(rid)
+    assert current is not None and result.request == current
+    assert current.state is State.CANCELLED
+    assert current.result == {"ok": False, "message": message}
+    assert events(gate, rid) == ["requested", "confirmed", "approved", "denied"]
+    denied = gate.store.audit_since(0, rid)[-1]
+    assert (denied.user_id, denied.result, denied.detail) == ("UREQ", "cancelled",
+                                                              "UREQ may not deploy")
+    late = gate.click(rid, Who("UAPP2"), Button.APPROVE)
+    assert not late.execute and late.notice == "This request is already cancelled."
+
+
+def test_a_requester_who_keeps_the_right_is_checked_again_and_executes(
+        gate: Gate, policy: TablePolicy) -> None:
+    rid = open_request(gate, approvals=1)
+    gate.click(rid, Who("UREQ"), Button.CONFIRM)
+    policy.checked.clear()
+    assert gate.click(rid, Who("UAPP1"), Button.APPROVE).execute
+    assert policy.checked == ["UREQ"]
+
+
+def test_a_confirm_racing_the_end_of_the_lifetime_does_not_confirm(
+        gate: Gate, policy: TablePolicy, clock: Clock) -> None:
+    rid = open_request(gate, lifetime=60)
+    clock.now += 59  # the click arrives in time and passes the expiry check in Python ...
+
+    def time_passes() -> None:  # ... but the lifetime ends while the policy is consulted
+        clock.now += 2
+
+    policy.during_check = time_passes
+    result = gate.click(rid, Who("UREQ"), Button.CONFIRM)
+    assert not result.execute
+    assert result.notice == "This request has expired; nothing was done."
+    assert result.changed and result.request is not None
+    assert result.request.state is State.EXPIRED
+    assert events(gate, rid) == ["requested", "expired"]
+
+
+def test_an_approval_racing_the_end_of_the_lifetime_is_not_counted(
+        gate: Gate, policy: TablePolicy, clock: Clock) -> None:
+    rid = open_request(gate, approvals=1, lifetime=60)
+    gate.click(rid, Who("UREQ"), Button.CONFIRM)
+    clock.now += 59
+
+    def time_passes() -> None:
+        clock.now += 2
+
+    policy.during_may_approve = time_passes
+    result = gate.click(rid, Who("UAPP1"), Button.APPROVE)
+    assert not result.execute
+    assert result.notice == "This request has expired; nothing was done."
+    current = gate.store.get(rid)
+    assert current is not None and current.state is State.EXPIRED
+    assert current.approvers == []
+    assert events(gate, rid) == ["requested", "confirmed", "expired"]
+
+
+def test_an_approval_after_the_lifetime_is_not_counted(gate: Gate, clock: Clock) -> None:
+    rid = open_request(gate, approvals=1, lifetime=60)
+    gate.click(rid, Who("UREQ"), Button.CONFIRM)
+    clock.now += 60
+    result = gate.click(rid, Who("UAPP1"), Button.APPROVE)
+    assert not result.execute and result.notice == "This request has expired; nothing was done."
+    assert gate.store.get(rid).approvers == []  # type: ignore[union-attr]
+
+
+def test_the_lifetime_ending_while_the_last_approval_starts_execution_stops_it(
+        gate: Gate, policy: TablePolicy, clock: Clock) -> None:
+    rid = open_request(gate, approvals=1, lifetime=60)
+    gate.click(rid, Who("UREQ"), Button.CONFIRM)
+    clock.now += 59
+
+    def time_passes() -> None:  # during the requester's recheck, the last step before starting
+        clock.now += 2
+
+    policy.during_check = time_passes
+    result = gate.click(rid, Who("UAPP1"), Button.APPROVE)
+    assert not result.execute
+    assert result.notice == "This request has expired; nothing was done."
+    current = gate.store.get(rid)
+    assert current is not None and current.state is State.EXPIRED
+    assert current.approvers == ["UAPP1"]  # in time; the start was not
+    assert events(gate, rid) == ["requested", "confirmed", "approved", "expired"]
+
+
+def test_the_lifetime_ending_between_approved_and_executing_stops_it(
+        tmp_path: Path, policy: TablePolicy) -> None:
+    gate_clock, store_clock = Clock(), Clock()
+    gate = Gate(Store(tmp_path / "d.db", clock=store_clock), policy, clock=gate_clock)
+    rid = open_request(gate, approvals=1, lifetime=60)
+    gate.click(rid, Who("UREQ"), Button.CONFIRM)
+    start = gate_clock.now
+
+    def time_passes() -> None:
+        # confirmed -> approved still reads a time within the lifetime, approved -> executing
+        # reads one past it.
+        gate_clock.upcoming = [start + 59, start + 61]
+
+    policy.during_check = time_passes
+    result = gate.click(rid, Who("UAPP1"), Button.APPROVE)
+    assert not result.execute
+    assert result.notice == "This request has expired; nothing was done."
+    current = gate.store.get(rid)
+    assert current is not None and current.state is State.EXPIRED
+    assert events(gate, rid) == ["requested", "confirmed", "approved", "expired"]
+
+
+def test_a_cancel_racing_the_end_of_the_lifetime_records_the_expiry(
+        gate: Gate, policy: TablePolicy, clock: Clock) -> None:
+    rid = open_request(gate, lifetime=60)
+    clock.now += 59
+
+    def time_passes() -> None:
+        clock.now += 2
+
+    policy.during_check = time_passes
+    result = gate.click(rid, Who("UREQ"), Button.CANCEL)
+    assert result.request is not None and result.request.state is State.EXPIRED
+    assert result.notice == "This request has expired; nothing was done."
+
+
+# -- recovery after a restart ------------------------------------------------------------------
+
+
+def put(gate: Gate, request_id: str, *states: State) -> None:
+    """Walk a request through ``states`` the way the pipeline would have left it."""
+    current = gate.store.get(request_id)
+    assert current is not None
+    for state in states:
+        fields = {"followed_since": gate.clock()} if state is State.FOLLOWING else {}
+        assert gate.store.transition(request_id, [current.state], state, **fields)
+        current = gate.store.get(request_id)
+        assert current is not None
+
+
+def test_recover_sorts_every_kind_of_row_and_returns_them_as_stored(
+        gate: Gate, policy: TablePolicy, clock: Clock) -> None:
+    policy.actors.add("UGONE")
+    approved = open_request(gate)
+    put(gate, approved, State.CONFIRMED, State.APPROVED)
+    quorum = open_request(gate, approvals=1)  # stopped between the last approval and its CAS
+    put(gate, quorum, State.CONFIRMED)
+    gate.store.add_approval(quorum, "UAPP1")
+    short = open_request(gate, lifetime=30)
+    put(gate, short, State.CONFIRMED, State.APPROVED)
+    gone = open_request(gate, requester="UGONE")
+    put(gate, gone, State.CONFIRMED, State.APPROVED)
+    applying = open_request(gate)
+    put(gate, applying, State.CONFIRMED, State.APPROVED, State.EXECUTING)
+    following = open_request(gate)
+    put(gate, following, State.CONFIRMED, State.APPROVED, State.EXECUTING, State.FOLLOWING)
+    waiting = open_request(gate, approvals=1)
+    put(gate, waiting, State.CONFIRMED)
+    pending = open_request(gate)
+
+    clock.now += 31  # the bot was down for half a minute: `short` expired meanwhile
+    policy.actors.discard("UGONE")  # and UGONE's role was removed
+    recovery = gate.recover()
+
+    assert isinstance(recovery, Recovery)
+    assert [r.id for r in recovery.execute] == [approved, quorum]
+    assert [r.id for r in recovery.follow] == [following]
+    assert [r.id for r in recovery.interrupted] == [applying]
+    assert [r.id for r in recovery.dropped] == [short, gone]
+    # Every returned request is the row as it is now, not a copy read before its transition.
+    for kind in (recovery.execute, recovery.follow, recovery.interrupted, recovery.dropped):
+        for request in kind:
+            assert request == gate.store.get(request.id)
+
+    def state(rid: str) -> State:
+        current = gate.store.get(rid)
+        assert current is not None
+        return current.state
+
+    assert [state(r) for r in (approved, quorum)] == [State.EXECUTING, State.EXECUTING]
+    assert state(following) is State.FOLLOWING
+    assert recovery.follow[0].followed_since == 1_000_000.0
+    assert state(applying) is State.FAILED
+    assert recovery.interrupted[0].result == {"ok": False, "message": INTERRUPTED}
+    assert "restart" in INTERRUPTED and "/status" in INTERRUPTED
+    assert [state(r) for r in (short, gone)] == [State.EXPIRED, State.CANCELLED]
+    assert recovery.dropped[1].result == {
+        "ok": False, "message": "<@UGONE> may no longer deploy cardano-node in production: "
+                                "UGONE may not deploy; nothing was done"}
+    assert state(waiting) is State.CONFIRMED and state(pending) is State.PENDING
+
+    assert events(gate, applying)[-1] == "failed"
+    assert gate.store.audit_since(0, applying)[-1].result == "interrupted"
+    assert events(gate, short)[-1] == "expired"
+    assert events(gate, gone)[-1] == "denied"
+
+    # Another restart before those executions ran: whether their apply began is unknown now,
+    # so they count as interrupted; the following one is handed back again.
+    again = gate.recover()
+    assert (again.execute, again.dropped) == ([], [])
+    assert [r.id for r in again.interrupted] == [approved, quorum]
+    assert [r.id for r in again.follow] == [following]
