@@ -11,8 +11,10 @@ Settings come from the environment (``DECKHAND_*``, see bot/settings.py and the 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -25,6 +27,11 @@ from typing import TYPE_CHECKING, TextIO
 from bot.config import ConfigError, parse_duration
 from bot.settings import FileSettings, Settings
 
+#: The Slack Web API client's per-call timeout.
+SLACK_TIMEOUT_SECONDS = 10
+#: How long stopping may take once Slack is disconnected: well inside Kubernetes' 30 s grace.
+SHUTDOWN_SECONDS = 6.0
+
 if TYPE_CHECKING:
     from slack_bolt import App
 
@@ -32,87 +39,120 @@ if TYPE_CHECKING:
 
 
 def build(settings: Settings) -> tuple[App, Pipeline]:
-    """Wire settings, config, store, policy, gateway and Bolt app together."""
+    """Wire settings, config, store, policy, gateway, outbox, follower and Bolt app together.
+
+    Nothing here talks to the cluster or changes anything; ``pipeline.resume()`` starts the work.
+    """
     from slack_bolt import App
     from slack_sdk import WebClient
 
     from bot.app import Pipeline, create_app
     from bot.approvals import Gate
     from bot.config import load_config
+    from bot.execution import Executions
+    from bot.follow import Follower
     from bot.kube import KubeGateway, KubeSource
+    from bot.outbox import Outbox, install_retry_handlers
     from bot.rbac import Policy, SlackGroupDirectory
     from bot.store import Store
     from commands.base import Deps
 
     config = load_config(settings.config_file)
     client = WebClient(token=settings.slack_bot_token.get_secret_value(),
-                       base_url=settings.slack_api_url)
+                       base_url=settings.slack_api_url, timeout=SLACK_TIMEOUT_SECONDS)
+    install_retry_handlers(client)
     store = Store(settings.database)
     policy = Policy(config, SlackGroupDirectory(client, ttl=timedelta(minutes=5)))
     gate = Gate(store, policy)
-    kube = KubeGateway(KubeSource(kubeconfig=settings.kubeconfig, in_cluster=settings.in_cluster))
+    kube = KubeGateway(KubeSource(kubeconfig=settings.kubeconfig, in_cluster=settings.in_cluster,
+                                  connect_timeout=settings.kube_connect_timeout,
+                                  read_timeout=settings.kube_read_timeout))
     deps = Deps(config=config, kube=kube, store=store)
-    executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="deckhand")
-    pipeline = Pipeline(deps, store, policy, gate, executor, settings.rollout_timeout)
+    outbox = Outbox(client)
+    executions = Executions(
+        deps, store, gate, outbox, Follower(kube, cap=settings.follow_cap),
+        ThreadPoolExecutor(max_workers=settings.execution_workers,
+                           thread_name_prefix="deckhand-apply"))
+    answering = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="deckhand")
+    pipeline = Pipeline(deps, store, policy, gate, answering, executions, outbox)
     secret = settings.slack_signing_secret.get_secret_value() if \
         settings.slack_signing_secret else None
+    # process_before_response: our listeners only ack and hand over, so Bolt may run them on the
+    # request's own thread; otherwise it polls every 10 ms for the ack (most of a 12 ms ack).
     app = App(client=client, signing_secret=secret,
-              request_verification_enabled=settings.mode == "http")
+              request_verification_enabled=settings.mode == "http",
+              process_before_response=True)
     return create_app(app, pipeline), pipeline
 
 
+def missing_setting(settings: Settings) -> str | None:
+    """What the chosen mode lacks, checked before anything touches Slack or the cluster."""
+    if settings.mode == "socket" and settings.slack_app_token is None:
+        return "DECKHAND_SLACK_APP_TOKEN is required in Socket Mode"
+    if settings.mode == "http" and settings.slack_signing_secret is None:
+        return "DECKHAND_SLACK_SIGNING_SECRET is required in HTTP mode"
+    return None
+
+
 def run(stop: threading.Event | None = None, settings: Settings | None = None) -> int:
-    """Start the bot and serve until ``stop`` is set (or forever)."""
-    # pydantic-settings fills the required fields from the environment.
-    settings = settings or Settings()  # type: ignore[call-arg]
+    """Start the bot and serve until ``stop`` is set (or forever), then shut down in order."""
+    if settings is None:
+        from pydantic import ValidationError
+
+        try:
+            # pydantic-settings fills the required fields from the environment.
+            settings = Settings()  # type: ignore[call-arg]
+        except ValidationError as e:
+            fields = ", ".join("DECKHAND_" + str(err["loc"][0]).upper() for err in e.errors())
+            print(f"missing or invalid settings: {fields}", file=sys.stderr)
+            return 2
+    problem = missing_setting(settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    log = logging.getLogger("deckhand")
     app, pipeline = build(settings)
     stop = stop or threading.Event()
-    pipeline.resume(app.client)
+    pipeline.resume()
 
     def sweeper() -> None:
         while not stop.wait(5):
             try:
-                pipeline.sweep(app.client)
+                pipeline.sweep()
             except Exception:
-                logging.getLogger("deckhand").exception("expiry sweep failed")
+                log.exception("expiry sweep failed")
 
     threading.Thread(target=sweeper, name="deckhand-sweeper", daemon=True).start()
+    # Everything built so far lives as long as the process: keep it out of the collector, whose
+    # full passes over it paused every thread (acks included) for ~50 ms.
+    gc.collect()
+    gc.freeze()
     if settings.mode == "socket":
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-        if settings.slack_app_token is None:
-            print("DECKHAND_SLACK_APP_TOKEN is required in Socket Mode", file=sys.stderr)
-            return 2
+        assert settings.slack_app_token is not None
         # A dropped socket is noticed on the next ping; 5 s instead of Bolt's 10 halves the
         # time the bot can be deaf after Slack closes the connection.
         handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value(),
                                     ping_interval=5)
         handler.connect()
         stop.wait()
+        log.info("stopping: closing the Slack connection")
         handler.close()
     else:
-        if settings.slack_signing_secret is None:
-            print("DECKHAND_SLACK_SIGNING_SECRET is required in HTTP mode", file=sys.stderr)
-            return 2
-        from socketserver import ThreadingMixIn
-        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
         from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-        class Quiet(WSGIRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
+        from bot.http_server import HttpServer
 
-        class Threading(ThreadingMixIn, WSGIServer):
-            daemon_threads = True
-
-        server = make_server(settings.http_host, settings.http_port,
-                             SlackRequestHandler(app, path="/slack/events"),
-                             server_class=Threading, handler_class=Quiet)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server = HttpServer({"/slack/events": SlackRequestHandler(app, path="/slack/events")},
+                            settings.http_host, settings.http_port,
+                            threads=settings.http_threads)
+        server.start()
         stop.wait()
-        server.shutdown()
-    pipeline.executor.shutdown(wait=False, cancel_futures=True)
+        log.info("stopping: closing the HTTP server")
+        server.stop()
+    pipeline.shutdown(SHUTDOWN_SECONDS)
+    log.info("stopped")
     return 0
 
 
@@ -157,10 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         try:
-            return run(stop)
+            code = run(stop)
         except ConfigError as e:
             print(e, file=sys.stderr)
             return 2
+        # Leave now: a worker still blocked in an API call (bounded by its timeout) must not
+        # hold the process past the grace period. Everything that matters is in the database.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
     if ns.cmd == "check-config":
         from bot.check_config import check_config_main
 

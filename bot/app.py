@@ -1,9 +1,10 @@
-"""Slack wiring and the one pipeline every request follows.
+"""Slack wiring and the intake every request follows.
 
 Listeners only ``ack()`` (Slack allows 3 s; they return in well under 50 ms, before any
-Kubernetes call) and hand the work to a thread pool. There, :class:`Pipeline` parses, authorizes,
-plans, opens the request at the gate and posts the confirmation message; clicks go through the
-gate; an execution the gate grants runs exactly once, is followed live, and is audited.
+Kubernetes call) and hand the work to the workers that answer people. There, :class:`Pipeline`
+parses, authorizes, plans, opens the request at the gate and posts the confirmation message;
+clicks go through the gate; an execution the gate grants is handed to bot/execution.py, which
+runs it exactly once on its own pool, follows it, and ends it.
 
 Errors are reported in one place (:meth:`Pipeline._report`): a :class:`~bot.errors.DeckhandError`
 is shown as it is; anything else gets a generic line with a correlation id while the traceback
@@ -13,6 +14,7 @@ goes to the log only.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -27,15 +29,17 @@ from slack_sdk.webhook import WebhookClient
 
 from bot import blocks
 from bot.approvals import Button, Gate
-from bot.errors import DeckhandError, StaleError, UsageError
-from bot.kube import KubeError
+from bot.errors import DeckhandError, UsageError
+from bot.execution import Executions
+from bot.outbox import Outbox
 from bot.payloads import BlockAction, SlashCommand
-from bot.progress import follow
 from bot.rbac import Actor, Policy
-from bot.rollout import Progress, progressing_condition
 from bot.store import OPEN_STATES, Request, State, Store
 from commands import COMMANDS
 from commands.base import Deps, Plan
+
+#: Slack redelivers an unacknowledged envelope within minutes; a day is plenty to remember it.
+DELIVERY_MEMORY_SECONDS = 24 * 3600
 
 log = logging.getLogger("deckhand")
 
@@ -85,13 +89,15 @@ class Pipeline:
     """Parse → authorize → plan → confirm → execute → follow → audit, for every request."""
 
     def __init__(self, deps: Deps, store: Store, policy: Policy, gate: Gate,
-                 executor: Executor, rollout_timeout: float = 600) -> None:
+                 executor: Executor, executions: Executions, outbox: Outbox) -> None:
         self.deps = deps
         self.store = store
         self.policy = policy
         self.gate = gate
         self.executor = executor
-        self.rollout_timeout = rollout_timeout
+        """The workers that answer people: commands and clicks, never long work."""
+        self.executions = executions
+        self.outbox = outbox
 
     # -- slash commands ------------------------------------------------------------------------
 
@@ -191,9 +197,9 @@ class Pipeline:
             if result.notice:
                 reply.private(result.notice)
             if result.request is not None and result.changed:
-                self._update(client, result.request)
+                self.executions.show(result.request)
             if result.execute and result.request is not None:
-                self.execute(result.request, client)
+                self.executions.start(result.request)
         except Exception as e:  # the one place errors are reported
             self._report(e, reply)
 
@@ -204,94 +210,7 @@ class Pipeline:
         workload, environment = value.split()
         self._command("rollback", f"{workload} {environment}", actor, reply, thread_ts=thread_ts)
 
-    # -- execution -----------------------------------------------------------------------------
-
-    def execute(self, request: Request, client: WebClient) -> None:
-        """Run a request the gate put in ``executing``; called exactly once per request."""
-        cmd = COMMANDS[request.verb]
-        plan = Plan.model_validate(request.plan)
-        self.store.audit("executing", request=request, user_id=request.requester)
-        earlier = None
-        if plan.follow:
-            try:
-                earlier = progressing_condition(self.deps.kube.get_deployment(
-                    plan.namespace, plan.target.name, plan.context))
-            except KubeError:
-                earlier = None  # the execution below reports the cluster's state itself
-        try:
-            outcome = cmd.execute(self.deps, plan, request.requester)
-        except StaleError as e:
-            self._finish(request, client, ok=False, message=str(e), event="stale")
-            return
-        except DeckhandError as e:
-            self._finish(request, client, ok=False, message=str(e))
-            return
-        except Exception:
-            ref = uuid.uuid4().hex[:8]
-            log.exception("execution of %s failed (ref %s)", request.id, ref)
-            self._finish(request, client, ok=False,
-                         message=f"internal error (ref {ref}); see the bot's log")
-            return
-        self.store.audit("executed", request=request, result=outcome.message)
-        if not plan.follow:
-            self._finish(request, client, ok=True, message=outcome.message)
-            return
-
-        def report(p: Progress, reasons: list[str]) -> None:
-            lines = [f"Rollout: {p.message} (updated {p.updated}/{p.desired}, ready {p.ready}, "
-                     f"available {p.available})"] + [f"• {r}" for r in reasons[:10]]
-            # Nothing about the request changes while it executes: no need to read it again.
-            self._update(client, request, lines)
-
-        final = follow(self.deps.kube, plan.namespace, plan.target.name, plan.context, report,
-                       self.rollout_timeout, earlier)
-        if final is None:
-            self._finish(request, client, ok=False, rollback=True,
-                         message=f"rollout did not finish within {self.rollout_timeout:.0f} s")
-        elif final.failed:
-            self._finish(request, client, ok=False, rollback=True,
-                         message=f"rollout failed: {final.message}")
-        else:
-            self._finish(request, client, ok=True, message=f"{outcome.message}; {final.message}")
-
-    def _finish(self, request: Request, client: WebClient, ok: bool, message: str,
-                event: str | None = None, rollback: bool = False) -> None:
-        result = {"ok": ok, "message": message, "rollback_offer": rollback}
-        state = State.SUCCEEDED if ok else State.FAILED
-        self.store.transition(request.id, [State.EXECUTING], state, result=result)
-        self.store.audit(event or str(state), request=request, result=str(state),
-                         detail=message)
-        current = self.store.get(request.id)
-        if current is not None:
-            self._update(client, current)
-            self._announce(client, current, f"{state}: {message}")
-
     # -- Slack output --------------------------------------------------------------------------
-
-    def _update(self, client: WebClient, request: Request,
-                progress: list[str] | None = None) -> None:
-        if not request.message_ts:
-            return
-        text, blocks_ = blocks.request_message(request, progress)
-        try:
-            client.chat_update(channel=request.channel, ts=request.message_ts, text=text,
-                               blocks=blocks_)
-        except SlackApiError as e:
-            log.warning("chat.update of request %s failed: %s", request.id,
-                        e.response.get("error"))
-
-    def _announce(self, client: WebClient, request: Request, text: str) -> None:
-        """A reply in the request's thread: editing a message notifies nobody, this does."""
-        if not request.message_ts:
-            return
-        try:
-            client.chat_postMessage(
-                channel=request.channel, thread_ts=request.thread_ts or request.message_ts,
-                text=f"<@{request.requester}> /{request.verb} {request.workload} in "
-                     f"{request.environment} {text}")
-        except SlackApiError as e:
-            log.warning("thread reply for request %s failed: %s", request.id,
-                        e.response.get("error"))
 
     def _report(self, error: Exception, reply: Reply) -> None:
         if isinstance(error, UsageError):
@@ -309,18 +228,28 @@ class Pipeline:
 
     # -- background ----------------------------------------------------------------------------
 
-    def sweep(self, client: WebClient) -> None:
-        """Expire overdue requests and update their messages (their buttons disappear)."""
+    def sweep(self) -> None:
+        """Expire overdue requests and update their messages (their buttons disappear), and
+        forget delivery keys too old for Slack to redeliver."""
         for request in self.gate.expire_due():
-            self._update(client, request)
+            self.executions.notify(request, thread_reply=False)
+        self.store.prune_deliveries(time.time() - DELIVERY_MEMORY_SECONDS)
 
-    def resume(self, client: WebClient) -> None:
-        """After a restart: run approved requests, report interrupted ones."""
-        resume, interrupted = self.gate.recover()
-        for request in interrupted:
-            self._update(client, request)
-        for request in resume:
-            self.executor.submit(self.execute, request, client)
+    def resume(self) -> None:
+        """After a restart: start the outbox, then finish what the last run left."""
+        self.outbox.start()
+        self.executions.resume()
+
+    def shutdown(self, timeout: float = 8.0) -> None:
+        """Stop without judging anything: new work is refused, follows end silently (the next
+        start follows them again), running applies get a few seconds, the outbox a last flush.
+        The Slack connection or HTTP server must be closed before (by whoever opened it)."""
+        deadline = time.monotonic() + timeout
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executions.follower.stop()
+        self.executions.pool.shutdown(wait=False, cancel_futures=True)
+        self.executions.drain(max(0.0, (deadline - time.monotonic()) / 2))
+        self.outbox.stop(max(0.1, deadline - time.monotonic()))
 
 
 def create_app(app: App, pipeline: Pipeline) -> App:

@@ -25,7 +25,8 @@ ACTION_ROLLBACK = "deckhand_rollback"
 
 _ICONS = {
     State.PENDING: ":hourglass:", State.CONFIRMED: ":hourglass:", State.APPROVED: ":gear:",
-    State.EXECUTING: ":gear:", State.SUCCEEDED: ":white_check_mark:", State.FAILED: ":x:",
+    State.EXECUTING: ":gear:", State.FOLLOWING: ":arrows_counterclockwise:",
+    State.SUCCEEDED: ":white_check_mark:", State.FAILED: ":x:", State.APPLIED: ":eyes:",
     State.CANCELLED: ":no_entry_sign:", State.REJECTED: ":no_entry:", State.EXPIRED: ":zzz:",
 }
 
@@ -66,7 +67,8 @@ def request_message(request: Request, progress: list[str] | None = None
     if progress:
         blocks.append(_section("\n".join(progress)))
     if request.result and request.result.get("message"):
-        blocks.append(_section(f"Result: {request.result['message']}"))
+        label = "Applied" if state is State.FOLLOWING else "Result"
+        blocks.append(_section(f"{label}: {request.result['message']}"))
     if state in OPEN_STATES:
         buttons = []
         if state is State.PENDING:

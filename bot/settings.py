@@ -35,13 +35,29 @@ class Settings(FileSettings):
     """Socket Mode needs no inbound port (the control node sits behind CGNAT); HTTP mode serves
     /slack/events, e.g. behind a Cloudflare tunnel."""
     http_port: int = 3000
+    """HTTP mode: the port that serves /slack/events."""
     http_host: str = "127.0.0.1"
+    """HTTP mode: the address to listen on (put a tunnel or proxy with TLS in front)."""
     slack_api_url: str = "https://slack.com/api/"
+    """For tests only (the Slack stand-in): the bot token is sent to whatever this names."""
     kubeconfig: Path | None = None
     """A kubeconfig file; unset = $KUBECONFIG or ~/.kube/config, unless in_cluster."""
     in_cluster: bool = False
     """Use the pod's service account (when the bot runs inside the cluster)."""
-    rollout_timeout: int = 600
-    """Seconds to follow a rollout before calling it timed out."""
+    kube_connect_timeout: float = 5.0
+    """Seconds to wait for a connection to the Kubernetes API server."""
+    kube_read_timeout: float = 10.0
+    """Seconds to wait for the Kubernetes API server's answer to one call. A frozen API server
+    is reported to the user after this long ("did not answer within 10 s")."""
+    follow_cap: float | None = None
+    """Optional upper bound, in seconds, on following one rollout. Unset (the default): follow
+    until the controller's verdict, i.e. as long as the Deployment's progressDeadlineSeconds
+    allows (a cardano-node replaying its ledger needs 40 minutes). A follow that stops early says
+    "still rolling out; stopped following", never "failed"."""
     workers: int = 8
-    """Threads that run work after the ack (planning, execution, rollout watches)."""
+    """Threads that answer people: slash commands and clicks (parse, authorize, plan)."""
+    execution_workers: int = 4
+    """Threads that apply confirmed changes. Follows take none: they share one watch per
+    namespace."""
+    http_threads: int = 16
+    """HTTP mode: threads of the WSGI server (Waitress) that receive Slack's requests."""

@@ -51,7 +51,7 @@ class Bot:
             self.served.close()
         else:
             self.served.stop()
-        self.pipeline.executor.shutdown(wait=True, cancel_futures=True)  # type: ignore[call-arg]
+        self.pipeline.shutdown()
         self.store.close()
 
 
@@ -86,18 +86,23 @@ def make_bot(slack_standin: SlackStandin, serve_bolt: Callable[..., Any], cluste
     prefix = f"e2e-{uuid.uuid4().hex[:6]}"
     built: list[Bot] = []
 
-    def make(mode: str = "socket", lifetime: str = "10m", database: Path | None = None) -> Bot:
+    def make(mode: str = "socket", lifetime: str = "10m", database: Path | None = None,
+             config: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> Bot:
+        """A bot on the e2e configuration; ``config`` may edit it, ``overrides`` are settings."""
         cfg = e2e_config(prefix, lifetime)
+        if config is not None:
+            config(cfg)
         path = tmp_path / "deckhand.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        settings = Settings(
-            slack_bot_token=slack_standin.bot_token, slack_app_token=slack_standin.app_token,
-            slack_signing_secret=slack_standin.signing_secret, mode=mode,
-            slack_api_url=slack_standin.api_url, config_file=path,
-            kubeconfig=cluster.kubeconfig, database=database or tmp_path / "deckhand.db",
-            rollout_timeout=60)
+        fields: dict[str, Any] = {
+            "slack_bot_token": slack_standin.bot_token, "slack_app_token": slack_standin.app_token,
+            "slack_signing_secret": slack_standin.signing_secret, "mode": mode,
+            "slack_api_url": slack_standin.api_url, "config_file": path,
+            "kubeconfig": cluster.kubeconfig, "database": database or tmp_path / "deckhand.db",
+            **overrides}
+        settings = Settings(**fields)
         app, pipeline = build(settings)
-        pipeline.resume(app.client)
+        pipeline.resume()
         served = serve_bolt(app, mode)
         bot = Bot(pipeline, settings, {e: v["namespace"] for e, v in cfg["environments"].items()},
                   slack_standin, served)

@@ -200,7 +200,7 @@ def test_expired_requests_do_nothing(make_bot: Any, apps: client.AppsV1Api,
     slack.wait_for_ephemeral(r"expired; nothing was done", user="U1")
     assert action_ids(expired) == []
     # The sweep (every few seconds in `deckhand run`) expires the rest; their buttons go away.
-    bot.pipeline.sweep(slack.web_client())
+    bot.pipeline.sweep()
     assert action_ids(slack.wait_for_update(swept, r"expired")) == []
 
     d = apps.read_namespaced_deployment("cardano-node", ns)

@@ -3,6 +3,10 @@ plus the edges of the pipeline: another workspace, redelivered commands, /update
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +47,7 @@ def running(slack_standin: SlackStandin, cluster: Cluster, tmp_path: Path,
             slack_signing_secret=slack_standin.signing_secret, mode=mode,
             slack_api_url=slack_standin.api_url, config_file=tmp_path / "deckhand.yaml",
             kubeconfig=cluster.kubeconfig, database=tmp_path / "deckhand.db",
-            http_port=port, rollout_timeout=60)
+            http_port=port)
         stop = threading.Event()
         thread = threading.Thread(target=run, args=(stop, settings), daemon=True)
         mark = slack_standin.mark()
@@ -178,27 +182,10 @@ def test_a_channel_the_bot_is_not_in_gets_an_answer_and_nothing_runs(
 
 def test_the_console_script_serves_and_stops_on_sigterm(slack_standin: SlackStandin,
                                                        cluster: Cluster, tmp_path: Path) -> None:
-    import os
-    import shutil
     import signal
-    import subprocess
-    import sys
 
-    (tmp_path / "deckhand.yaml").write_text(yaml.safe_dump(e2e_config("sigterm")))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DECKHAND_")}
-    env.update({
-        "DECKHAND_SLACK_BOT_TOKEN": slack_standin.bot_token,
-        "DECKHAND_SLACK_APP_TOKEN": slack_standin.app_token,
-        "DECKHAND_SLACK_API_URL": slack_standin.api_url,
-        "DECKHAND_CONFIG_FILE": str(tmp_path / "deckhand.yaml"),
-        "DECKHAND_DATABASE": str(tmp_path / "deckhand.db"),
-        "DECKHAND_KUBECONFIG": str(cluster.kubeconfig),
-    })
-    script = shutil.which("deckhand", path=str(Path(sys.executable).parent))
-    assert script is not None, "the deckhand console script is not installed"
     mark = slack_standin.mark()
-    proc = subprocess.Popen([script, "run"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = start_console_script(slack_standin, cluster, tmp_path, e2e_config("sigterm"))
     try:
         slack_standin.wait_for_connection(since=mark, timeout=20)
         slack_standin.slash_command("/deckhand", "", user="U1", channel="C1")
@@ -210,3 +197,22 @@ def test_the_console_script_serves_and_stops_on_sigterm(slack_standin: SlackStan
             proc.kill()
     output = proc.stdout.read() if proc.stdout else ""
     assert slack_standin.bot_token not in output and slack_standin.app_token not in output
+
+
+def start_console_script(slack_standin: SlackStandin, cluster: Cluster, tmp_path: Path,
+                         config: dict[str, Any]) -> subprocess.Popen[str]:
+    """`deckhand run` as installed, in Socket Mode through the stand-in, with ``config``."""
+    (tmp_path / "deckhand.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DECKHAND_")}
+    env.update({
+        "DECKHAND_SLACK_BOT_TOKEN": slack_standin.bot_token,
+        "DECKHAND_SLACK_APP_TOKEN": slack_standin.app_token,
+        "DECKHAND_SLACK_API_URL": slack_standin.api_url,
+        "DECKHAND_CONFIG_FILE": str(tmp_path / "deckhand.yaml"),
+        "DECKHAND_DATABASE": str(tmp_path / "deckhand.db"),
+        "DECKHAND_KUBECONFIG": str(cluster.kubeconfig),
+    })
+    script = shutil.which("deckhand", path=str(Path(sys.executable).parent))
+    assert script is not None, "the deckhand console script is not installed"
+    return subprocess.Popen([script, "run"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)

@@ -1,0 +1,269 @@
+"""The follower's logic with a scripted Deployment source: verdicts, generations, deadlines,
+one watch per namespace, relists and reconnects, and a stop that judges nothing."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot.errors import KubeError, KubeGone
+from bot.follow import Ending, FollowEnd, Follower, FollowSpec
+from bot.rollout import Progress
+from tests.waiting import wait_until
+
+Obj = dict[str, Any]
+
+
+def deployment(name: str = "web", *, generation: int = 2, observed: int = 2, desired: int = 1,
+               updated: int = 1, ready: int = 1, available: int = 1, rv: str = "10",
+               deadline_exceeded: bool = False, progress_deadline: int | None = 30) -> Obj:
+    conditions = []
+    if deadline_exceeded:
+        conditions.append({"type": "Progressing", "status": "False",
+                           "reason": "ProgressDeadlineExceeded",
+                           "message": f'ReplicaSet "{name}-1" has timed out progressing.'})
+    spec: Obj = {"replicas": desired, "selector": {"matchLabels": {"app": name}}}
+    if progress_deadline is not None:
+        spec["progressDeadlineSeconds"] = progress_deadline
+    return {"metadata": {"name": name, "namespace": "ns", "generation": generation,
+                         "resourceVersion": rv},
+            "spec": spec,
+            "status": {"observedGeneration": observed, "replicas": updated,
+                       "updatedReplicas": updated, "readyReplicas": ready,
+                       "availableReplicas": available, "conditions": conditions}}
+
+
+class Source:
+    """A scripted API server: a list answer, then watch events pushed by the test."""
+
+    def __init__(self, items: list[Obj] | None = None) -> None:
+        self.items = items or []
+        self.events: queue.Queue[tuple[str, Obj] | Exception | None] = queue.Queue()
+        self.lists = 0
+        self.watches = 0
+        self.list_error: Exception | None = None
+        self.lock = threading.Lock()
+
+    def list_deployments(self, namespace: str, context: str | None = None
+                         ) -> tuple[list[Obj], str]:
+        with self.lock:
+            self.lists += 1
+        if self.list_error is not None:
+            error, self.list_error = self.list_error, None
+            raise error
+        return list(self.items), "1"
+
+    def watch_deployments(self, namespace: str, resource_version: str, timeout_seconds: int,
+                          context: str | None = None) -> Iterator[tuple[str, Obj]]:
+        with self.lock:
+            self.watches += 1
+        while True:
+            try:
+                event = self.events.get(timeout=0.2)
+            except queue.Empty:
+                return  # the server ended the watch; the follower resumes it
+            if event is None:
+                return
+            if isinstance(event, Exception):
+                raise event
+            yield event
+
+    def list_pods(self, namespace: str, selector: str, context: str | None = None) -> list[Obj]:
+        return []
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.progress: list[Progress] = []
+        self.ends: list[FollowEnd] = []
+
+    def on_progress(self, p: Progress, reasons: list[str]) -> None:
+        self.progress.append(p)
+
+    def on_end(self, end: FollowEnd) -> None:
+        self.ends.append(end)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def spec(key: str = "r1", name: str = "web", min_generation: int = 2) -> FollowSpec:
+    return FollowSpec(key=key, namespace="ns", name=name, context=None,
+                      min_generation=min_generation)
+
+
+@pytest.fixture
+def follower_and_source() -> Iterator[tuple[Follower, Source, Clock]]:
+    source = Source()
+    clock = Clock()
+    follower = Follower(source, report_interval=0, clock=clock)
+    yield follower, source, clock
+    follower.stop()
+
+
+def test_the_controllers_verdict_ends_the_follow(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    follower, source, _ = follower_and_source
+    rec = Recorder()
+    source.items = [deployment(updated=0, ready=0, available=0)]
+    follower.follow(spec(), rec.on_progress, rec.on_end)
+    wait_until(lambda: rec.progress, 5, "a progress report")
+    assert rec.ends == []
+    source.events.put(("MODIFIED", deployment(rv="11")))
+    wait_until(lambda: rec.ends, 5, "the end")
+    assert rec.ends[0].ending is Ending.DONE
+    assert follower.active() == 0
+
+
+def test_deadline_exceeded_is_failed(follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    follower, source, _ = follower_and_source
+    rec = Recorder()
+    follower.follow(spec(), rec.on_progress, rec.on_end)
+    source.events.put(("MODIFIED", deployment(ready=0, available=0, deadline_exceeded=True)))
+    wait_until(lambda: rec.ends, 5, "the end")
+    assert rec.ends[0].ending is Ending.FAILED
+    assert "progress deadline exceeded" in rec.ends[0].message
+
+
+def test_states_from_before_the_change_are_ignored(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    follower, source, _ = follower_and_source
+    rec = Recorder()
+    # The old generation looks complete; it must not end the follow of generation 3.
+    source.items = [deployment(generation=2, observed=2)]
+    follower.follow(spec(min_generation=3), rec.on_progress, rec.on_end)
+    source.events.put(("MODIFIED", deployment(generation=3, observed=2, rv="11")))
+    source.events.put(("MODIFIED", deployment(generation=3, observed=3, ready=0, available=0,
+                                              rv="12")))
+    wait_until(lambda: len(rec.progress) >= 2, 5, "two reports")
+    assert rec.ends == []
+    source.events.put(("MODIFIED", deployment(generation=3, observed=3, rv="13")))
+    wait_until(lambda: rec.ends, 5, "the end")
+    assert rec.ends[0].ending is Ending.DONE
+
+
+def test_no_verdict_within_the_progress_deadline_is_unknown_not_failed(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    follower, source, clock = follower_and_source
+    rec = Recorder()
+    source.items = [deployment(ready=0, available=0, progress_deadline=30)]
+    follower.follow(spec(), rec.on_progress, rec.on_end, deadline_seconds=30)
+    wait_until(lambda: rec.progress, 5, "a progress report")
+    clock.now += 30 + 59  # within deadline + margin: still following
+    source.events.put(("MODIFIED", deployment(ready=0, available=0, rv="11")))
+    wait_until(lambda: source.events.empty(), 5, "the event consumed")
+    assert rec.ends == []
+    clock.now += 61  # no progress since: past deadline + margin
+    wait_until(lambda: rec.ends, 5, "the end")
+    assert rec.ends[0].ending is Ending.UNKNOWN
+    assert "stopped following" in rec.ends[0].message
+
+
+def test_progress_pushes_the_backstop_out(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    follower, source, clock = follower_and_source
+    rec = Recorder()
+    source.items = [deployment(desired=3, updated=1, ready=0, available=0)]
+    follower.follow(spec(), rec.on_progress, rec.on_end, deadline_seconds=30)
+    wait_until(lambda: rec.progress, 5, "a progress report")
+    for step in range(1, 3):
+        clock.now += 80
+        source.events.put(("MODIFIED", deployment(desired=3, updated=3, ready=step,
+                                                  available=step, rv=str(20 + step))))
+        wait_until(lambda s=step: len(rec.progress) >= s + 1, 5, "a report")
+    assert rec.ends == []  # 160 s in all, but never 90 s without progress
+
+
+def test_the_operator_cap_ends_as_unknown() -> None:
+    source = Source([deployment(ready=0, available=0)])
+    clock = Clock()
+    follower = Follower(source, cap=100, clock=clock)
+    rec = Recorder()
+    try:
+        follower.follow(spec(), rec.on_progress, rec.on_end)
+        clock.now += 101
+        wait_until(lambda: rec.ends, 5, "the end")
+        assert rec.ends[0].ending is Ending.UNKNOWN
+        assert "configured 100 s" in rec.ends[0].message
+    finally:
+        follower.stop()
+
+
+def test_a_deleted_deployment_ends_the_follow(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    follower, source, _ = follower_and_source
+    rec = Recorder()
+    follower.follow(spec(), rec.on_progress, rec.on_end)
+    source.events.put(("DELETED", deployment(ready=0, available=0)))
+    wait_until(lambda: rec.ends, 5, "the end")
+    assert rec.ends[0].ending is Ending.GONE
+
+
+def test_many_follows_share_one_watch(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    follower, source, _ = follower_and_source
+    recs = {f"d{i}": Recorder() for i in range(50)}
+    source.items = [deployment(name, ready=0, available=0) for name in recs]
+    for name, rec in recs.items():
+        follower.follow(spec(key=name, name=name), rec.on_progress, rec.on_end)
+    assert follower.active() == 50
+    for name in recs:
+        source.events.put(("MODIFIED", deployment(name, rv="20")))
+    wait_until(lambda: all(r.ends for r in recs.values()), 10, "every follow ended")
+    assert all(r.ends[0].ending is Ending.DONE for r in recs.values())
+    assert source.lists == 1  # one list and one watch served all fifty
+    assert threading.active_count() < 20
+
+
+def test_gone_relists_and_an_unreachable_server_is_retried(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    follower, source, _ = follower_and_source
+    rec = Recorder()
+    source.items = [deployment(ready=0, available=0)]
+    follower.follow(spec(), rec.on_progress, rec.on_end)
+    wait_until(lambda: rec.progress, 5, "a progress report")
+    source.events.put(KubeGone("too old"))
+    wait_until(lambda: source.lists >= 2, 5, "a relist after 410 Gone")
+    source.list_error = KubeError("the Kubernetes API server refused the connection")
+    source.events.put(KubeError("connection reset"))
+    source.items = [deployment(rv="30")]  # meanwhile the rollout completed
+    wait_until(lambda: rec.ends, 10, "the end after reconnecting")
+    assert rec.ends[0].ending is Ending.DONE
+
+
+def test_stop_ends_follows_without_a_verdict() -> None:
+    source = Source([deployment(ready=0, available=0)])
+    follower = Follower(source)
+    rec = Recorder()
+    follower.follow(spec(), rec.on_progress, rec.on_end)
+    follower.stop()
+    source.events.put(("MODIFIED", deployment(rv="11")))
+    assert follower.active() == 0
+    assert rec.ends == []
+    follower.follow(spec("r2"), rec.on_progress, rec.on_end)  # refused once stopped
+    assert follower.active() == 0
+
+
+def test_a_failing_callback_does_not_stop_the_watch(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    follower, source, _ = follower_and_source
+    rec = Recorder()
+
+    def broken(p: Progress, reasons: list[str]) -> None:
+        raise RuntimeError("boom")
+
+    follower.follow(spec("a", "a"), broken, rec.on_end)
+    follower.follow(spec("b", "b"), rec.on_progress, rec.on_end)
+    source.events.put(("MODIFIED", deployment("a", ready=0, available=0)))
+    source.events.put(("MODIFIED", deployment("b")))
+    wait_until(lambda: rec.ends, 5, "b's end")
+    assert rec.ends[0].ending is Ending.DONE
