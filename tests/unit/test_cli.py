@@ -63,3 +63,23 @@ def test_audit_prints_json_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (entry["event"], entry["user_id"], entry["detail"]) == ("denied", "U4", "no role")
     assert main(["audit", "--since", "yesterday"]) == 2
+
+
+def test_run_without_tokens_says_which_setting_and_touches_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.__main__ import run
+    from bot.settings import Settings
+
+    for name in ("DECKHAND_SLACK_BOT_TOKEN", "DECKHAND_SLACK_APP_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DECKHAND_DATABASE", str(tmp_path / "d.db"))
+    assert run() == 2
+    assert capsys.readouterr().err.strip() == \
+        "missing or invalid settings: DECKHAND_SLACK_BOT_TOKEN"
+    # Socket Mode without an app token: refused before the database or the cluster is touched.
+    settings = Settings(slack_bot_token="xoxb-1", database=tmp_path / "d.db",  # type: ignore[arg-type]
+                        config_file=EXAMPLE)
+    assert run(settings=settings) == 2
+    assert "DECKHAND_SLACK_APP_TOKEN is required in Socket Mode" in capsys.readouterr().err
+    assert not (tmp_path / "d.db").exists()
