@@ -1,11 +1,12 @@
-"""Following rollouts after execution: many at once, on one Deployment watch per namespace.
+"""Following rollouts after execution: many at once, fed by the cache's Deployment watches.
 
-A follow does not hold a thread. The :class:`Follower` keeps one watch on the Deployments of each
-namespace that has a rollout being followed (list, then watch from the list's resourceVersion;
-relist on 410 Gone; reconnect with backoff when the API server is gone or frozen) and hands every
-change to the follows of that Deployment. One timer thread ends follows that got no verdict in
-time. So fifty rollouts cost a handful of threads and connections, and never a worker that answers
-people.
+A follow does not hold a thread, nor a watch of its own. The :class:`Follower` subscribes to the
+Deployment informer of each namespace that has a rollout being followed (bot/cache.py: list, then
+watch from the list's resourceVersion; relist on 410 Gone; reconnect with backoff when the API
+server is gone or frozen; a relist replays what changed meanwhile) and hands every change to the
+follows of that Deployment; why pods are not ready comes from the cached Pods. One timer thread
+ends follows that got no verdict in time. So fifty rollouts cost no extra thread or connection,
+and never a worker that answers people.
 
 When does a follow end?
 
@@ -27,11 +28,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
-from bot.errors import KubeError, KubeGone
-from bot.rollout import Progress, progress, selector_of, why_not_ready
+from bot.cache import ClusterCache, selected
+from bot.rollout import Progress, progress, progressing_condition, why_not_ready
 
 log = logging.getLogger("deckhand.follow")
 
@@ -41,23 +43,6 @@ Obj = dict[str, Any]
 MARGIN_SECONDS = 60.0
 #: Kubernetes' default progressDeadlineSeconds, for a Deployment that does not say.
 DEFAULT_DEADLINE_SECONDS = 600.0
-#: How long one watch request may stay open (the server ends it; the watch is then resumed).
-WATCH_SECONDS = 30
-#: Reconnect delays after the API server failed, in seconds (the last one repeats).
-BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
-
-
-class DeploymentSource(Protocol):
-    """What the follower needs from the Kubernetes gateway."""
-
-    def list_deployments(self, namespace: str, context: str | None = None
-                         ) -> tuple[list[Obj], str]: ...
-
-    def watch_deployments(self, namespace: str, resource_version: str, timeout_seconds: int,
-                          context: str | None = None) -> Any: ...
-
-    def list_pods(self, namespace: str, selector: str, context: str | None = None
-                  ) -> list[Obj]: ...
 
 
 class Ending(StrEnum):
@@ -102,26 +87,29 @@ class _Follow:
     cap_deadline: float | None
     last: Progress | None = None
     last_report: float = 0.0
-    selector: str = ""
+    selector: Obj | None = None
 
 
 @dataclass
 class _NamespaceWatch:
+    """The follows of one namespace, and the subscription to its Deployment informer."""
+
     context: str | None
     namespace: str
     follows: dict[str, _Follow] = field(default_factory=dict)
-    thread: threading.Thread | None = None
-    unreachable_since: float | None = None
+    unsubscribe: Callable[[], None] | None = None
+    unreachable: Callable[[], float | None] = lambda: None
 
 
 class Follower:
-    """Follows rollouts; callbacks run on the follower's threads and must not block for long."""
+    """Follows rollouts; callbacks run on the cache's watch threads and the follower's timer, and
+    must not block for long."""
 
-    def __init__(self, kube: DeploymentSource, *, cap: float | None = None,
+    def __init__(self, cache: ClusterCache, *, cap: float | None = None,
                  margin: float = MARGIN_SECONDS, report_interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
-        self._kube = kube
+        self._cache = cache
         self._cap = cap
         self._margin = margin
         self._report_interval = report_interval
@@ -129,7 +117,6 @@ class Follower:
         self._wall = wall
         self._lock = threading.Lock()
         self._watches: dict[tuple[str | None, str], _NamespaceWatch] = {}
-        self._latest: dict[tuple[str | None, str, str], Obj] = {}
         self._stopped = threading.Event()
         self._timer: threading.Thread | None = None
 
@@ -151,18 +138,21 @@ class Follower:
         if self._stopped.is_set():
             return
         key = (spec.context, spec.namespace)
+        informer = self._cache.informer(spec.context, spec.namespace, "Deployment")
         with self._lock:
             watch = self._watches.get(key)
             if watch is None:
                 watch = self._watches[key] = _NamespaceWatch(spec.context, spec.namespace)
+                watch.unreachable = lambda: informer.unreachable_since
             watch.follows[spec.key] = f
-            known = self._latest.get((spec.context, spec.namespace, spec.name))
-            if watch.thread is None or not watch.thread.is_alive():
-                watch.thread = threading.Thread(
-                    target=self._watch_loop, args=(watch,), daemon=True,
-                    name=f"deckhand-watch-{spec.namespace}")
-                watch.thread.start()
+            if watch.unsubscribe is None:
+                w = watch
+                watch.unsubscribe = informer.subscribe(
+                    lambda kind, obj: self._event(w, kind, obj))
             self._ensure_timer()
+        # The state the cache already holds (nothing if it has not listed yet: the list will
+        # arrive as events).
+        known = informer.get(spec.name)
         if known is not None:
             self._offer(watch, known)
 
@@ -177,74 +167,25 @@ class Follower:
         with self._lock:
             for watch in self._watches.values():
                 watch.follows.clear()
+                if watch.unsubscribe is not None:
+                    watch.unsubscribe()
+                    watch.unsubscribe = None
 
-    # -- watching ------------------------------------------------------------------------------
+    # -- events from the cache ---------------------------------------------------------------
 
-    def _watch_loop(self, watch: _NamespaceWatch) -> None:
-        failures = 0
-        resource_version: str | None = None
-        while not self._stopped.is_set():
-            with self._lock:
-                if not watch.follows:
-                    # Nothing left to follow here: end this watch. A later follow starts a new one.
-                    watch.thread = None
-                    self._forget(watch)
-                    return
-            try:
-                if resource_version is None:
-                    items, resource_version = self._kube.list_deployments(watch.namespace,
-                                                                          watch.context)
-                    self._reachable(watch)
-                    for obj in items:
-                        self._offer(watch, obj)
-                for kind, obj in self._kube.watch_deployments(
-                        watch.namespace, resource_version, WATCH_SECONDS, watch.context):
-                    self._reachable(watch)
-                    failures = 0
-                    resource_version = obj["metadata"].get("resourceVersion") or resource_version
-                    if self._stopped.is_set():
-                        return
-                    if kind == "DELETED":
-                        self._deleted(watch, obj)
-                    else:
-                        self._offer(watch, obj)
-                failures = 0
-            except KubeGone:
-                resource_version = None  # too old to resume: list again
-            except KubeError as e:
-                self._unreachable(watch, e)
-                resource_version = None
-                self._stopped.wait(BACKOFF[min(failures, len(BACKOFF) - 1)])
-                failures += 1
-            except Exception:
-                # A bug must not end the watch silently: log, back off, start over.
-                log.exception("watching deployments in %s failed", watch.namespace)
-                resource_version = None
-                self._stopped.wait(BACKOFF[min(failures, len(BACKOFF) - 1)])
-                failures += 1
-
-    def _forget(self, watch: _NamespaceWatch) -> None:
-        """Drop the cached objects of a namespace nobody follows any more (lock held)."""
-        self._watches.pop((watch.context, watch.namespace), None)
-        for k in [k for k in self._latest if k[0] == watch.context and k[1] == watch.namespace]:
-            del self._latest[k]
-
-    def _reachable(self, watch: _NamespaceWatch) -> None:
-        if watch.unreachable_since is not None:
-            log.info("the API server answers again for %s", watch.namespace)
-            watch.unreachable_since = None
-
-    def _unreachable(self, watch: _NamespaceWatch, error: KubeError) -> None:
-        if watch.unreachable_since is None:
-            watch.unreachable_since = self._clock()
-            log.warning("watching deployments in %s: %s; reconnecting", watch.namespace, error)
+    def _event(self, watch: _NamespaceWatch, kind: str, obj: Obj) -> None:
+        if self._stopped.is_set():
+            return
+        if kind == "DELETED":
+            self._deleted(watch, obj)
+        else:
+            self._offer(watch, obj)
 
     # -- judging -------------------------------------------------------------------------------
 
     def _offer(self, watch: _NamespaceWatch, obj: Obj) -> None:
         name = obj["metadata"]["name"]
         with self._lock:
-            self._latest[(watch.context, watch.namespace, name)] = obj
             follows = [f for f in watch.follows.values() if f.spec.name == name]
         for f in follows:
             self._judge(watch, f, obj)
@@ -252,13 +193,13 @@ class Follower:
     def _judge(self, watch: _NamespaceWatch, f: _Follow, obj: Obj) -> None:
         if int(obj["metadata"].get("generation") or 0) < f.spec.min_generation:
             return  # the state from before the change
-        p = progress(obj, f.spec.earlier)
+        p = progress(obj, same_condition(progressing_condition(obj), f.spec.earlier))
         now = self._clock()
         deadline = obj["spec"].get("progressDeadlineSeconds") or DEFAULT_DEADLINE_SECONDS
         if f.last is None or _moved(f.last, p):
             f.quiet_deadline = now + float(deadline) + self._margin
         f.last = p
-        f.selector = selector_of(obj)
+        f.selector = obj["spec"].get("selector")
         if p.done:
             self._end(watch, f, FollowEnd(Ending.DONE, p.message, p))
         elif p.failed:
@@ -273,16 +214,12 @@ class Follower:
     def _reasons(self, f: _Follow) -> tuple[str, ...]:
         if not f.selector:
             return ()
-        try:
-            return tuple(why_not_ready(self._kube.list_pods(f.spec.namespace, f.selector,
-                                                            f.spec.context)))
-        except KubeError:
-            return ()
+        pods = self._cache.informer(f.spec.context, f.spec.namespace, "Pod").items()
+        return tuple(why_not_ready(selected(pods, f.selector)))
 
     def _deleted(self, watch: _NamespaceWatch, obj: Obj) -> None:
         name = obj["metadata"]["name"]
         with self._lock:
-            self._latest.pop((watch.context, watch.namespace, name), None)
             follows = [f for f in watch.follows.values() if f.spec.name == name]
         for f in follows:
             self._end(watch, f, FollowEnd(Ending.GONE, "the deployment was deleted", f.last))
@@ -293,6 +230,11 @@ class Follower:
             if watch.follows.get(f.spec.key) is not f:
                 return
             del watch.follows[f.spec.key]
+            if not watch.follows:
+                # Nobody follows here any more: stop listening (the cache keeps watching).
+                if watch.unsubscribe is not None:
+                    watch.unsubscribe()
+                self._watches.pop((watch.context, watch.namespace), None)
         try:
             f.on_end(end)
         except Exception:
@@ -326,7 +268,7 @@ class Follower:
                                              f"after the configured {self._cap:.0f} s", f.last)
         if now >= f.quiet_deadline:
             why = ("the Kubernetes API server could not be reached"
-                   if watch.unreachable_since is not None else "no verdict from the controller")
+                   if watch.unreachable() is not None else "no verdict from the controller")
             return FollowEnd(Ending.UNKNOWN, f"still rolling out ({where}); stopped following: "
                                              f"{why} within the progress deadline", f.last)
         return None
@@ -335,3 +277,26 @@ class Follower:
 def _moved(before: Progress, after: Progress) -> bool:
     return (before.updated, before.ready, before.available, before.message) != (
         after.updated, after.ready, after.available, after.message)
+
+
+def same_condition(now: Obj | None, earlier: Obj | None) -> Obj | None:
+    """``now`` if it is the ``earlier`` condition, else ``earlier``.
+
+    ``earlier`` was read through the gateway's typed client, which writes times as
+    ``2026-01-02T03:04:05+00:00``; the cache holds them as served (``...05Z``). The same condition
+    must compare equal, or an old ProgressDeadlineExceeded would pass for this rollout's."""
+    if now is None or earlier is None or now == earlier:
+        return earlier
+    if set(now) != set(earlier):
+        return earlier
+    for key, value in now.items():
+        other = earlier[key]
+        if key.endswith("Time") and isinstance(value, str) and isinstance(other, str):
+            try:
+                if datetime.fromisoformat(value) != datetime.fromisoformat(other):
+                    return earlier
+            except ValueError:
+                return earlier
+        elif value != other:
+            return earlier
+    return now

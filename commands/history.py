@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 
 from bot.config import DeckhandConfig
+from bot.errors import UsageError
 from bot.rollout import REVISION, history, selector_of
 from commands.base import Command, Deps, View, current_deployment, resolve, split_args
 
@@ -33,8 +34,19 @@ class History(Command):
 
     def read(self, deps: Deps, args: HistoryArgs) -> View:
         r = resolve(deps.config, args.workload, args.environment, History)
-        d = current_deployment(deps, r)
-        rss = deps.kube.list_replica_sets(r.namespace, selector_of(d), r.context)
+        cache = deps.cache
+        if cache is not None and cache.freshness(r.context, [r.namespace],
+                                                 ("Deployment", "ReplicaSet")).synced:
+            # Served from memory: no API call (history() keeps only the ReplicaSets it owns).
+            d = cache.get(r.context, r.namespace, "Deployment", r.deployment)
+            if d is None:
+                raise UsageError(f"{r.workload} is not deployed in {r.environment} "
+                                 f"(no deployment {r.namespace}/{r.deployment}); use /deploy "
+                                 "first")
+            rss = cache.list(r.context, r.namespace, "ReplicaSet")
+        else:
+            d = current_deployment(deps, r)
+            rss = deps.kube.list_replica_sets(r.namespace, selector_of(d), r.context)
         current = (d["metadata"].get("annotations") or {}).get(REVISION)
         container = deps.config.workloads[r.workload].container
         lines = []

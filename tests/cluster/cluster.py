@@ -224,6 +224,17 @@ class Cluster:
         ])
         self._wait("apiserver", lambda: self._get("/readyz") == "ok", timeout=120)
 
+    def restart_apiserver(self, down: float = 0.0) -> None:
+        """Stop the apiserver process and start it again on the same port with the same etcd,
+        after ``down`` seconds: what clients see when the apiserver restarts (open connections
+        and watches cut, connections refused meanwhile, then a fresh watch cache, which may
+        answer an old resourceVersion with 410 Gone). Returns once it is ready again."""
+        proc = self.procs.pop("apiserver", None)
+        if proc is not None:
+            _terminate(proc.popen)
+        time.sleep(down)
+        self._start_apiserver()
+
     def _start_controller_manager(self) -> None:
         assert self.pki is not None
         self._spawn("controller-manager", [

@@ -46,9 +46,10 @@ def test_scale_and_update_and_status(config: DeckhandConfig) -> None:
         UpdateArgs(workload="cardano-node", environment="dev", config_key="network",
                    config_value="preview")
     assert COMMANDS["status"].parse("", config) == StatusArgs(targets=[
-        ("cardano-node", "dev"), ("cardano-node", "staging"), ("cardano-node", "production")])
+        ("cardano-node", "dev"), ("cardano-node", "staging"), ("cardano-node", "production")],
+        summary=True)
     assert COMMANDS["status"].parse("cardano-node dev", config) == StatusArgs(
-        targets=[("cardano-node", "dev")])
+        targets=[("cardano-node", "dev")], scope="cardano-node dev")
 
 
 @pytest.mark.parametrize(("verb", "text", "answer"), [

@@ -1,15 +1,18 @@
-"""The follower's logic with a scripted Deployment source: verdicts, generations, deadlines,
-one watch per namespace, relists and reconnects, and a stop that judges nothing."""
+"""The follower's logic with a scripted API server behind the real cache: verdicts, generations,
+deadlines, no watch of its own (the cache's one Deployment watch per namespace serves every
+follow), relists and reconnects, and a stop that judges nothing."""
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from bot.cache import ClusterCache
 from bot.errors import KubeError, KubeGone
 from bot.follow import Ending, FollowEnd, Follower, FollowSpec
 from bot.rollout import Progress
@@ -38,7 +41,8 @@ def deployment(name: str = "web", *, generation: int = 2, observed: int = 2, des
 
 
 class Source:
-    """A scripted API server: a list answer, then watch events pushed by the test."""
+    """A scripted API server: a list answer, then watch events pushed by the test (Deployments;
+    the other kinds list empty and stay quiet)."""
 
     def __init__(self, items: list[Obj] | None = None) -> None:
         self.items = items or []
@@ -48,8 +52,10 @@ class Source:
         self.list_error: Exception | None = None
         self.lock = threading.Lock()
 
-    def list_deployments(self, namespace: str, context: str | None = None
-                         ) -> tuple[list[Obj], str]:
+    def list_raw(self, kind: str, namespace: str | None, selector: str = "",
+                 context: str | None = None) -> tuple[list[Obj], str]:
+        if kind != "Deployment":
+            return [], "1"
         with self.lock:
             self.lists += 1
         if self.list_error is not None:
@@ -57,8 +63,12 @@ class Source:
             raise error
         return list(self.items), "1"
 
-    def watch_deployments(self, namespace: str, resource_version: str, timeout_seconds: int,
-                          context: str | None = None) -> Iterator[tuple[str, Obj]]:
+    def watch_raw(self, kind: str, namespace: str | None, resource_version: str,
+                  timeout_seconds: int, selector: str = "", context: str | None = None
+                  ) -> Iterator[tuple[str, Obj]]:
+        if kind != "Deployment":
+            time.sleep(0.2)
+            return
         with self.lock:
             self.watches += 1
         while True:
@@ -71,9 +81,6 @@ class Source:
             if isinstance(event, Exception):
                 raise event
             yield event
-
-    def list_pods(self, namespace: str, selector: str, context: str | None = None) -> list[Obj]:
-        return []
 
 
 class Recorder:
@@ -105,9 +112,11 @@ def spec(key: str = "r1", name: str = "web", min_generation: int = 2) -> FollowS
 def follower_and_source() -> Iterator[tuple[Follower, Source, Clock]]:
     source = Source()
     clock = Clock()
-    follower = Follower(source, report_interval=0, clock=clock)
+    cache = ClusterCache(source)
+    follower = Follower(cache, report_interval=0, clock=clock)
     yield follower, source, clock
     follower.stop()
+    cache.stop()
 
 
 def test_the_controllers_verdict_ends_the_follow(
@@ -186,7 +195,7 @@ def test_progress_pushes_the_backstop_out(
 def test_the_operator_cap_ends_as_unknown() -> None:
     source = Source([deployment(ready=0, available=0)])
     clock = Clock()
-    follower = Follower(source, cap=100, clock=clock)
+    follower = Follower(ClusterCache(source), cap=100, clock=clock)
     rec = Recorder()
     try:
         follower.follow(spec(), rec.on_progress, rec.on_end)
@@ -242,7 +251,7 @@ def test_gone_relists_and_an_unreachable_server_is_retried(
 
 def test_stop_ends_follows_without_a_verdict() -> None:
     source = Source([deployment(ready=0, available=0)])
-    follower = Follower(source)
+    follower = Follower(ClusterCache(source))
     rec = Recorder()
     follower.follow(spec(), rec.on_progress, rec.on_end)
     follower.stop()
@@ -267,3 +276,16 @@ def test_a_failing_callback_does_not_stop_the_watch(
     source.events.put(("MODIFIED", deployment("b")))
     wait_until(lambda: rec.ends, 5, "b's end")
     assert rec.ends[0].ending is Ending.DONE
+
+
+def test_the_condition_from_before_the_change_is_recognised_whatever_its_time_format() -> None:
+    from bot.follow import same_condition
+
+    served = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+              "lastUpdateTime": "2026-01-02T03:04:05Z", "message": "timed out"}
+    typed = {**served, "lastUpdateTime": "2026-01-02T03:04:05+00:00"}
+    assert same_condition(served, typed) is served
+    later = {**served, "lastUpdateTime": "2026-01-02T03:04:06Z"}
+    assert same_condition(later, typed) is typed
+    assert same_condition({**served, "message": "other"}, typed) is typed
+    assert same_condition(served, None) is None
