@@ -34,12 +34,13 @@ def check_config_main(path: Path, out: TextIO) -> int:
         print(e, file=out)
         return EXIT_INVALID
     policy = Policy(config, StaticGroupDirectory())
-    warnings = _manifest_warnings(config) + policy.warnings()
+    warnings = _manifest_warnings(config) + _secret_warnings(config) + policy.warnings()
     sections = [
         f"{path}: valid",
         f"Slack workspace: {config.slack.team_id} (requests from any other are refused)",
         _environments(config),
         _workloads(config),
+        *([_secrets(config)] if config.secrets else []),
         policy.describe(),
     ]
     if warnings:
@@ -92,6 +93,36 @@ def _workloads(config: DeckhandConfig) -> str:
 def _manifest_warnings(config: DeckhandConfig) -> list[str]:
     return [f"workloads.{name}.manifests: {config.manifests_dir(name)} is not a folder"
             for name in config.workloads if not config.manifests_dir(name).is_dir()]
+
+
+def _secrets(config: DeckhandConfig) -> str:
+    lines = [f"Secrets ({len(config.secrets)}, SOPS-encrypted; /secrets):"]
+    for name, spec in config.secrets.items():
+        restart = ", ".join(spec.restart) or "nothing"
+        lines += [f"  {name}",
+                  f"    workload:   {spec.workload} (its RBAC and approvals apply); "
+                  f"restarts {restart} after a change"]
+        for env in spec.files:
+            file = config.secret_file(name, env)
+            lines.append(f"    {env}: Secret {config.namespace_of(spec.workload, env)}/"
+                         f"{spec.secret or name} from {file} "
+                         f"({'exists' if file.is_file() else 'MISSING'})")
+    return "\n".join(lines)
+
+
+def _secret_warnings(config: DeckhandConfig) -> list[str]:
+    found = []
+    for name, spec in config.secrets.items():
+        for env in spec.files:
+            file = config.secret_file(name, env)
+            if not file.is_file():
+                found.append(f"secrets.{name}.files.{env}: {file} does not exist")
+        missing = [e for e in config.workloads[spec.workload].environments
+                   if e not in spec.files]
+        if missing:
+            found.append(f"secrets.{name}: no file for {', '.join(missing)}, where "
+                         f"{spec.workload} runs; /secrets cannot set it up there")
+    return found
 
 
 def format_duration(value: timedelta) -> str:

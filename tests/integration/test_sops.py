@@ -33,6 +33,20 @@ def sops(args: list[str], identity: AgeIdentity, cwd: Path) -> subprocess.Comple
                           text=True, timeout=60)
 
 
+def encrypt_text(plaintext: str, recipient: str, *,
+                 encrypted_regex: str | None = "^(data|stringData)$") -> str:
+    """``plaintext`` (YAML) encrypted by the real sops to ``recipient``, through pipes only: the
+    plaintext never touches the disk (the canary tests search the temporary folders)."""
+    args = [str(tool("sops")), "encrypt", "--age", recipient, "--input-type", "yaml",
+            "--output-type", "yaml"]
+    if encrypted_regex:
+        args += ["--encrypted-regex", encrypted_regex]
+    done = subprocess.run([*args, "/dev/stdin"], input=plaintext, env={}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, f"sops encrypt failed with exit code {done.returncode}"
+    return done.stdout
+
+
 def encrypt(tmp_path: Path, identity: AgeIdentity) -> Path:
     (tmp_path / "secret.yaml").write_text(SECRET)
     (tmp_path / ".sops.yaml").write_text(yaml.safe_dump({"creation_rules": [{

@@ -23,8 +23,12 @@ def run(path: Path) -> tuple[int, str]:
 def config_file(tmp_path: Path) -> Path:
     """The example, moved next to a manifests folder of its own."""
     path = tmp_path / "deckhand.yaml"
-    path.write_text(EXAMPLE.read_text().replace("../manifests/", "manifests/"))
+    path.write_text(EXAMPLE.read_text().replace("../manifests/", "manifests/")
+                    .replace("/srv/ops-manifests/secrets", "secrets"))
     (tmp_path / "manifests" / "cardano-node").mkdir(parents=True)
+    (tmp_path / "secrets").mkdir()
+    for env in ("dev", "staging", "production"):  # encrypted files (content is not checked)
+        (tmp_path / "secrets" / f"cardano-secrets.{env}.enc.yaml").write_text("sops: {}\n")
     return path
 
 
