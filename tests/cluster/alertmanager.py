@@ -45,20 +45,28 @@ class Alertmanager:
             return json.loads(raw) if raw else None
 
 
-def config(webhook_url: str, group_wait: str = "500ms") -> dict[str, Any]:
+def config(webhook_url: str, group_wait: str = "500ms", *, token: str | None = None,
+           repeat_interval: str = "1h") -> dict[str, Any]:
+    """Route everything to the webhook; with ``token``, as Deckhand's receiver is configured
+    (deploy/alertmanager/): ``Authorization: Bearer <token>``."""
+    webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True, "max_alerts": 0}
+    if token is not None:
+        webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
     return {
         "route": {"receiver": "deckhand", "group_by": ["alertname", "namespace", "deployment"],
-                  "group_wait": group_wait, "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "deckhand", "webhook_configs": [
-            {"url": webhook_url, "send_resolved": True, "max_alerts": 0}]}],
+                  "group_wait": group_wait, "group_interval": "1s",
+                  "repeat_interval": repeat_interval},
+        "receivers": [{"name": "deckhand", "webhook_configs": [webhook]}],
     }
 
 
 @contextmanager
-def run_alertmanager(workdir: Path, webhook_url: str) -> Iterator[Alertmanager]:
+def run_alertmanager(workdir: Path, webhook_url: str, *, token: str | None = None,
+                     repeat_interval: str = "1h") -> Iterator[Alertmanager]:
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "alertmanager.yml"
-    cfg.write_text(yaml.safe_dump(config(webhook_url)))
+    cfg.write_text(yaml.safe_dump(config(webhook_url, token=token,
+                                         repeat_interval=repeat_interval)))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = workdir / "alertmanager.log"
