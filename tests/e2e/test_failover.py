@@ -1,0 +1,118 @@
+"""End-to-end: /failover status, a gated drill with production approval, and the refusals,
+through the Slack stand-in against the real cluster. Nodes are shared by the session: whatever
+a test cordons it uncordons in a finally."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.cluster.cluster import TOLERATION_SECONDS, Cluster
+from tests.e2e.test_pipeline import IMAGE_A, events, only_request, seed
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.cluster
+
+WORKERS = ("netcup-worker-1", "netcup-worker-2")
+
+
+def with_failover(cfg: dict[str, Any]) -> None:
+    """Deployers (U1, group S1) may drill; viewers (U4) may only look."""
+    cfg["rbac"]["roles"]["deployer"].append("failover")
+    cfg["rbac"]["bindings"].append({"role": "viewer", "users": ["U4"]})
+
+
+def running_on(core: client.CoreV1Api, ns: str) -> str | None:
+    pods = [p for p in core.list_namespaced_pod(ns).items
+            if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+    return pods[0].spec.node_name if len(pods) == 1 else None
+
+
+def uncordon_all(core: client.CoreV1Api) -> None:
+    for node in WORKERS:
+        core.patch_node(node, {"spec": {"unschedulable": False}})
+
+
+def test_status_verdict_and_refusals(make_bot: Any, apps: client.AppsV1Api,
+                                     core: client.CoreV1Api) -> None:
+    bot = make_bot("socket", config=with_failover)
+    slack = bot.standin
+    ns = bot.namespaces["production"]
+    seed(apps, core, ns, [IMAGE_A])
+    node = wait_until(lambda: running_on(core, ns), 60, "the pod Running")
+    other = next(n for n in WORKERS if n != node)
+
+    slack.slash_command("/failover", "status cardano-node production", user="U4", channel="C1")
+    reply = slack.wait_for_ephemeral(r"can fail over", user="U4")
+    assert (f"can fail over to {other}; pods are evicted {TOLERATION_SECONDS} s after the node "
+            "stops answering") in reply.visible_text
+
+    cases = [("U1", "drill home-control", r"home-control is the control-plane node"),
+             ("U1", "drill netcup-worker-9", r"unknown node 'netcup-worker-9'"),
+             ("U4", f"drill {node}", r"Denied: .*failover")]
+    for user, text, answer in cases:
+        mark = slack.mark()
+        slack.slash_command("/failover", text, user=user, channel="C1")
+        slack.wait_for_ephemeral(answer, user=user, since=mark)
+    mark = slack.mark()
+    slack.slash_command("/cordon", node, user="U4", channel="C1")
+    slack.wait_for_ephemeral(r"Denied: .*failover", user="U4", since=mark)
+    assert slack.calls("chat.postMessage") == []
+    assert not any(n.spec.unschedulable for n in core.list_node().items)
+
+
+def test_drill_in_production_needs_another_approver(make_bot: Any, apps: client.AppsV1Api,
+                                                    core: client.CoreV1Api) -> None:
+    bot = make_bot("socket", config=with_failover)
+    slack = bot.standin
+    ns = bot.namespaces["production"]
+    seed(apps, core, ns, [IMAGE_A])
+    node = wait_until(lambda: running_on(core, ns), 60, "the pod Running")
+    other = next(n for n in WORKERS if n != node)
+    try:
+        slack.slash_command("/failover", f"drill {node}", user="U1", channel="C1")
+        msg = slack.wait_for_message(r"Drill on " + node, channel="C1")
+        assert f"can fail over to {other}" in msg.visible_text
+        slack.click("deckhand_confirm", user="U1", message=msg)
+        confirmed = slack.wait_for_update(msg, r"confirmed")
+        slack.click("deckhand_approve", user="U1", message=confirmed)  # self-approval
+        slack.wait_for_ephemeral(r"cannot approve or reject your own", user="U1")
+        assert not core.read_node(node).spec.unschedulable
+        slack.click("deckhand_approve", user="U2", message=confirmed)
+        done = slack.wait_for_update(confirmed, r"succeeded", timeout=120)
+        assert "Ready again in" in done.visible_text
+        assert f"/uncordon {node}" in done.visible_text
+        assert core.read_node(node).spec.unschedulable is True
+        assert running_on(core, ns) == other
+        assert events(bot, only_request(bot))[-1] == "succeeded"
+    finally:
+        uncordon_all(core)
+
+
+def test_node_failure_thread(make_bot: Any, apps: client.AppsV1Api, core: client.CoreV1Api,
+                             cluster: Cluster) -> None:
+    def channel(cfg: dict[str, Any]) -> None:
+        with_failover(cfg)
+        cfg["failover"] = {"channel": "C1"}
+
+    bot = make_bot("socket", config=channel)
+    slack = bot.standin
+    ns = bot.namespaces["production"]
+    seed(apps, core, ns, [IMAGE_A])
+    node = wait_until(lambda: running_on(core, ns), 60, "the pod Running")
+    other = next(n for n in WORKERS if n != node)
+    cluster.stop_node(node)
+    try:
+        msg = slack.wait_for_message(rf"\*{node}\* (stopped answering|turned NotReady)",
+                                     channel="C1", timeout=90)
+        assert "cardano-node in production" in msg.visible_text
+        done = slack.wait_for_update(msg, r"failover completed in \d+ s", timeout=120)
+        assert f"cardano-node in production: replacement scheduled on {other}" in \
+            done.visible_text
+        assert "its pods were evicted at" in done.visible_text
+        assert running_on(core, ns) == other
+    finally:
+        cluster.start_node(node)
+    slack.wait_for_update(done, rf"{node} is Ready again", timeout=60)
