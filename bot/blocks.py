@@ -8,11 +8,23 @@ here truncate long text and cap the block count (50 per message) so a long statu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
 
 from bot.store import OPEN_STATES, Request, State
+
+if TYPE_CHECKING:
+    from bot.alerts import AlertView, GroupView
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -22,6 +34,18 @@ ACTION_CANCEL = "deckhand_cancel"
 ACTION_APPROVE = "deckhand_approve"
 ACTION_REJECT = "deckhand_reject"
 ACTION_ROLLBACK = "deckhand_rollback"
+# Alert thread buttons; each value is "<group id>" ("<group id> <n>" for scale and silence).
+ACTION_ALERT_ROLLBACK = "deckhand_alert_rollback"
+ACTION_ALERT_RESTART = "deckhand_alert_restart"
+ACTION_ALERT_SCALE = "deckhand_alert_scale"
+ACTION_ALERT_STATUS = "deckhand_alert_status"
+ACTION_ALERT_SILENCE = "deckhand_alert_silence"
+ACTION_ALERT_UNSILENCE = "deckhand_alert_unsilence"
+ALERT_ACTIONS = (ACTION_ALERT_ROLLBACK, ACTION_ALERT_RESTART, ACTION_ALERT_SCALE,
+                 ACTION_ALERT_STATUS, ACTION_ALERT_SILENCE, ACTION_ALERT_UNSILENCE)
+SILENCE_HOURS = (1, 4, 24)
+# Alerts listed in a root; the rest are counted (a group can hold hundreds).
+MAX_ALERTS_SHOWN = 20
 
 _ICONS = {
     State.PENDING: ":hourglass:", State.CONFIRMED: ":hourglass:", State.APPROVED: ":gear:",
@@ -115,3 +139,143 @@ def view_message(title: str, lines: list[str]) -> tuple[str, list[dict[str, Any]
 
 def notice(text: str) -> tuple[str, list[dict[str, Any]]]:
     return text, _dump([_section(text)])
+
+
+# -- alert threads ---------------------------------------------------------------------------------
+
+
+def _when(at: float) -> str:
+    return f"<!date^{int(at)}^{{date_short_pretty}} {{time}}|{int(at)}>"
+
+
+def _took(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
+
+
+def _alert_line(alert: AlertView) -> str:
+    icon = ":white_check_mark:" if alert.status == "resolved" else ":fire:"
+    head = f"{icon} *{alert.name}*" + (f" ({alert.severity})" if alert.severity else "")
+    if alert.summary:
+        head += f": {alert.summary}"
+    lines = [head]
+    if alert.description:
+        lines.append(f"> {alert.description}")
+    since = f"started {_when(alert.starts_at)}"
+    if alert.generator_url:
+        since += f" · <{alert.generator_url}|source>"
+    lines.append(since)
+    return "\n".join(lines)
+
+
+def alert_root(view: GroupView) -> tuple[str, list[dict[str, Any]]]:
+    """The root message of an alert group: status, alerts, where, when, links, buttons."""
+    firing = view.status == "firing"
+    names = sorted({a.name for a in view.alerts})
+    severities = sorted({a.severity for a in view.alerts if a.severity})
+    icon = ":rotating_light:" if firing else ":white_check_mark:"
+    where = " · ".join(p for p in (
+        f"environment *{view.environment}*" if view.environment else "",
+        f"workload *{view.workload}*" if view.workload else "") if p) or "no known workload"
+    head = (f"{icon} *{view.status.upper()}* {', '.join(names)}"
+            + (f" [{', '.join(severities)}]" if severities else "") + f" — {where}")
+    out: list[Block] = [_section(head)]
+    shown = view.alerts[:MAX_ALERTS_SHOWN]
+    for alert in shown:
+        out.append(_section(_alert_line(alert)))
+    more = len(view.alerts) - len(shown) + view.truncated
+    links = [f"<{view.external_url}/#/alerts?{_filter(view.group_labels)}|Alertmanager>"] if \
+        view.external_url else []
+    context = (f"{more} more alert(s) not listed · " if more else "") + \
+        f"started {_when(view.started())}"
+    if not firing:
+        context += f" · resolved after {_took(view.duration())}"
+    out.append(ContextBlock(elements=[MarkdownTextObject(text=" · ".join([context, *links]))]))
+    silence = view.silence
+    if silence:
+        out.append(_section(f":no_bell: Silenced by <@{silence['by']}> until "
+                            f"{_when(silence['until'])}"))
+    if view.actionable:
+        out.append(ActionsBlock(elements=_alert_buttons(view)))
+    elif silence:
+        out.append(ActionsBlock(elements=[ButtonElement(
+            text="Unsilence", action_id=ACTION_ALERT_UNSILENCE, value=view.key)]))
+    fallback = f"{view.status}: {', '.join(names)} ({where.replace('*', '')})"
+    return fallback, _dump(out)
+
+
+def _alert_buttons(view: GroupView) -> list[ButtonElement]:
+    key = view.key
+    env = view.environment
+    buttons = [
+        ButtonElement(text="Roll back", action_id=ACTION_ALERT_ROLLBACK, value=key,
+                      style="danger"),
+        ButtonElement(text="Restart", action_id=ACTION_ALERT_RESTART, value=key),
+        *[ButtonElement(text=f"Scale to {n}", action_id=f"{ACTION_ALERT_SCALE}_{n}",
+                        value=f"{key} {n}") for n in view.scale_options],
+        ButtonElement(text="Status", action_id=ACTION_ALERT_STATUS, value=key),
+    ]
+    if view.silence:
+        buttons.append(ButtonElement(text="Unsilence", action_id=ACTION_ALERT_UNSILENCE,
+                                     value=key))
+    else:
+        buttons += [ButtonElement(
+            text=f"Silence {h} h", action_id=f"{ACTION_ALERT_SILENCE}_{h}", value=f"{key} {h}",
+            confirm=ConfirmObject(title="Silence this alert group?",
+                                  text=f"Alertmanager stops notifying about it in {env} for "
+                                       f"{h} h.", confirm="Silence", deny="Cancel"))
+            for h in SILENCE_HOURS]
+    return buttons
+
+
+def _filter(labels: dict[str, str]) -> str:
+    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return "filter=" + quote("{" + matchers + "}", safe="")
+
+
+def alert_news(joined: list[AlertView], resolved: list[AlertView], resolved_after: float | None,
+               notices: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """One thread reply with what the thread was not told yet: the group's resolution (after
+    how long), alerts that resolved, alerts that joined, notices (silences). Every alert is
+    listed; long lists are packed into as few sections as fit."""
+    parts: list[str] = []
+    if resolved_after is not None:
+        parts.append(f"Resolved after {_took(resolved_after)}" +
+                     (f" ({len(resolved)} alert(s) resolved now)" if resolved else ""))
+    elif resolved:
+        names = ", ".join(sorted({a.name for a in resolved}))
+        parts.append(f"{len(resolved)} alert(s) resolved: {names}")
+    if joined:
+        parts.append(f"{len(joined)} new alert(s) in this group")
+    parts += notices
+    out: list[Block] = []
+    if resolved_after is not None or resolved:
+        out.append(_section(f":white_check_mark: *{parts[0]}*"))
+        if resolved:
+            out += _packed([f"• {a.name}" + (f": {a.summary}" if a.summary else "")
+                            for a in resolved])
+    if joined:
+        out.append(_section(f":fire: *{len(joined)} new alert(s) in this group*"))
+        out += _packed([_alert_line(a) for a in joined])
+    out += [_section(n) for n in notices]
+    return " · ".join(parts), _dump(out)
+
+
+def _packed(lines: list[str]) -> list[Block]:
+    """``lines`` in as few sections as fit (each at most MAX_SECTION characters)."""
+    out: list[Block] = []
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        line = _text(line)
+        if chunk and size + len(line) + 1 > MAX_SECTION:
+            out.append(_section("\n".join(chunk)))
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line) + 1
+    if chunk:
+        out.append(_section("\n".join(chunk)))
+    return out

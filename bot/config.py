@@ -24,6 +24,12 @@ Shape (see deploy/deckhand.example.yaml for the guide's cluster)::
         default_environment: production
         replicas: {min: 0, max: 1}
         namespaces: {dev: cardano-dev}      # optional per-environment override
+    secrets_dir: ../ops                     # where encrypted files live (relative to this file)
+    secrets:
+      cardano-secrets:
+        workload: cardano-node              # RBAC, approvals and namespaces come from it
+        files: {production: cardano-secrets.production.enc.yaml}
+        restart: [cardano-node]             # optional: rolling restart after a change
     rbac:
       roles:
         viewer: [status, history]
@@ -51,10 +57,14 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Action = Literal["deploy", "scale", "rollback", "update", "restart", "status", "history",
-                 "approve", "*"]
+                 "approve", "secrets", "silence", "failover", "*"]
 ACTIONS: tuple[str, ...] = ("deploy", "scale", "rollback", "update", "restart", "status",
-                            "history", "approve")
-MUTATING: frozenset[str] = frozenset({"deploy", "scale", "rollback", "update", "restart"})
+                            "history", "approve", "secrets", "silence", "failover")
+MUTATING: frozenset[str] = frozenset({"deploy", "scale", "rollback", "update", "restart",
+                                      "failover"})
+#: Commands whose right is another action's: cordoning and uncordoning a node are failover
+#: drills' parts, granted by the one ``failover`` action.
+ACTION_OF: dict[str, str] = {"cordon": "failover", "uncordon": "failover"}
 
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # an RFC 1123 label, as Kubernetes names are
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -156,6 +166,20 @@ class Workload(_Model):
         return self
 
 
+class SecretSpec(_Model):
+    """A Secret kept SOPS-encrypted in files, one per environment (see /secrets)."""
+
+    workload: Name
+    """The workload the Secret belongs to: RBAC bindings and approvals are judged on it, and
+    the Secret lives in its namespace of each environment."""
+    files: dict[Name, Path] = Field(min_length=1)
+    """Environment -> the encrypted file, relative to ``secrets_dir``."""
+    secret: Name | None = None
+    """The Secret's name in the cluster; defaults to the entry's name."""
+    restart: list[Name] = Field(default_factory=list)
+    """Workloads to restart (rolling, as /restart does) after an apply changed the Secret."""
+
+
 class Binding(_Model):
     role: str
     users: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]] = Field(default_factory=list)
@@ -186,13 +210,56 @@ class Rbac(_Model):
         return roles
 
 
+class AlertRouting(_Model):
+    """Which Slack channel gets the Alertmanager alerts of which environment."""
+
+    channels: dict[Name, Annotated[str, Field(pattern=r"^[CG][A-Z0-9]+$")]] = Field(
+        default_factory=dict)
+    """environment -> channel ID."""
+    default_channel: Annotated[str, Field(pattern=r"^[CG][A-Z0-9]+$")] | None = None
+    """Alerts of other environments, or that map to none; None = such alerts are dropped
+    (and logged)."""
+
+
+class FailoverConfig(_Model):
+    """Which nodes /failover drill, /cordon and /uncordon may act on, and how long a drill waits."""
+
+    drainable: str = "workload.kubernetes.io/cardano=true"
+    """Label selector (``key=value`` pairs, comma-separated; ``key`` alone: the label exists)
+    that a node must match to be cordoned or drained; "" = every node."""
+    allow_control_plane: bool = False
+    """Nodes labelled ``node-role.kubernetes.io/control-plane`` are refused unless this is set:
+    draining the control node stops the bot itself."""
+    eviction_seconds: int = Field(default=120, ge=5, le=3600)
+    """How long a drill keeps retrying evictions a PodDisruptionBudget refuses (HTTP 429)."""
+    channel: Annotated[str, Field(pattern=r"^[CG][A-Z0-9]+$")] | None = None
+    """The operations channel: when a node that runs managed workloads stops being Ready, one
+    message there follows the failover (bot/node_threads.py); None = no such message."""
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        for part in filter(None, (p.strip() for p in self.drainable.split(","))):
+            key, eq, value = part.partition("=")
+            if key not in labels or (eq and labels[key] != value):
+                return False
+        return True
+
+
 class DeckhandConfig(_Model):
     slack: SlackConfig
     environments: dict[Name, Environment] = Field(min_length=1)
     workloads: dict[Name, Workload] = Field(min_length=1)
     rbac: Rbac
+    secrets: dict[Name, SecretSpec] = Field(default_factory=dict)
+    """SOPS-encrypted Secrets that /secrets shows, diffs and applies."""
+    secrets_dir: Path = Path(".")
+    """Folder the secrets' files are relative to (e.g. a checkout of the manifests
+    repository); itself relative to the config file."""
     base_dir: Path = Path(".")
     """Folder relative paths resolve against (the config file's folder when loaded)."""
+    alerts: AlertRouting = AlertRouting()
+    """Alert threads: the channel of each environment's alerts (bot/alerts.py)."""
+    failover: FailoverConfig = FailoverConfig()
+    """/failover drill, /cordon and /uncordon: which nodes they may act on."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> DeckhandConfig:
@@ -206,6 +273,21 @@ class DeckhandConfig(_Model):
             if missing:
                 raise ValueError(f"environments.{env_name}.approval.approver_roles: unknown "
                                  f"role(s) {missing}; defined: {sorted(self.rbac.roles)}")
+        for name, sec in self.secrets.items():
+            if sec.workload not in self.workloads:
+                raise ValueError(f"secrets.{name}.workload: unknown workload {sec.workload!r}")
+            allowed = self.workloads[sec.workload].environments
+            for env_name in sec.files:
+                if env_name not in allowed:
+                    raise ValueError(f"secrets.{name}.files: {sec.workload} does not run in "
+                                     f"{env_name!r} (it runs in {', '.join(allowed)})")
+            for wl in sec.restart:
+                if wl not in self.workloads:
+                    raise ValueError(f"secrets.{name}.restart: unknown workload {wl!r}")
+        unknown_envs = [e for e in self.alerts.channels if e not in self.environments]
+        if unknown_envs:
+            raise ValueError(f"alerts.channels: unknown environment(s) {unknown_envs}; "
+                             f"defined: {sorted(self.environments)}")
         for i, b in enumerate(self.rbac.bindings):
             if b.role not in self.rbac.roles:
                 raise ValueError(f"rbac.bindings.{i}.role: unknown role {b.role!r}; "
@@ -230,6 +312,13 @@ class DeckhandConfig(_Model):
 
     def configmap_of(self, workload: str) -> str:
         return self.workloads[workload].configmap or f"{workload}-config"
+
+    def secret_file(self, secret: str, environment: str) -> Path:
+        """The encrypted file of ``secret`` in ``environment`` (which must have one)."""
+        path = self.secrets[secret].files[environment]
+        folder = self.secrets_dir if self.secrets_dir.is_absolute() else (
+            self.base_dir / self.secrets_dir)
+        return path if path.is_absolute() else (folder / path).resolve()
 
     def manifests_dir(self, workload: str) -> Path:
         path = self.workloads[workload].manifests

@@ -16,6 +16,17 @@
             ├── KubeNotFound     404 on a call that needs the object (reads return None instead)
             └── KubeGone         410: a watch or list resumed from a resourceVersion too old to
                                  serve; list again and watch from the new version
+    └── SecretError          a SOPS file cannot be used (bot/sops.py, commands/secrets.py);
+        │                    ``str()`` names the file and the problem, never a value or a
+        │                    ciphertext, and never repeats sops' own output
+        ├── SopsUnavailable  the sops binary is missing, hung past its timeout, or failed
+        │                    in an unexpected way (``.exit_code``)
+        ├── SopsNoKey        no key held here decrypts the file (wrong age identity)
+        ├── SopsTampered     the MAC or a value's authentication failed: the file was changed
+        │                    after it was encrypted
+        ├── SopsNotEncrypted the file has no ``sops`` metadata (not a SOPS file)
+        └── SecretRefused    the file is missing, too large, not one v1 Secret with the
+                             configured name and namespace, or holds a value in clear text
 
 The gateway always chains the client's exception (``raise ... from e``), so the log has the
 urllib3 or apiserver detail while ``str()`` stays short and safe.
@@ -86,3 +97,36 @@ class KubeNotFound(KubeError):
 
 class KubeGone(KubeError):
     """410 Gone: the resourceVersion a watch resumed from has been compacted away; relist."""
+
+
+class SecretError(DeckhandError):
+    """A SOPS-encrypted Secret file cannot be used; nothing was applied. The message names the
+    file and the problem only: never a value, a ciphertext, or sops' own stderr (which can quote
+    the file)."""
+
+
+class SopsUnavailable(SecretError):
+    """sops could not do its work: the binary is missing, it ran past its timeout, its output
+    was too large, or it failed with an exit code Deckhand does not know (``exit_code``)."""
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class SopsNoKey(SecretError):
+    """None of the file's recipients matches the age key on this machine."""
+
+
+class SopsTampered(SecretError):
+    """The file's MAC or a value's authentication tag does not verify: it was edited (or
+    corrupted) after it was encrypted."""
+
+
+class SopsNotEncrypted(SecretError):
+    """The file has no ``sops`` metadata: it is not a SOPS-encrypted file."""
+
+
+class SecretRefused(SecretError):
+    """The file is missing or too large, is not exactly one ``v1 Secret`` with the configured
+    name and namespace, or leaves a ``data``/``stringData`` value in clear text."""

@@ -10,7 +10,7 @@ An execution has two phases, and the store knows which one a request is in::
       applying")
 
 Applies run on their own small pool (never on the workers that answer people); follows hold no
-thread at all (bot/follow.py multiplexes them onto one watch per namespace).
+thread at all (bot/follow.py feeds them from the cache's watches, bot/cache.py).
 
 The guarantee: every request that enters ``executing`` reaches a final state with its final
 message and a reply in its thread, whatever raises. Anything unexpected becomes "internal error
@@ -30,7 +30,8 @@ from concurrent.futures import Executor
 from functools import partial
 from typing import Any
 
-from bot import blocks
+from bot import blocks, logs
+from bot import health as metrics
 from bot.approvals import Gate
 from bot.errors import DeckhandError, KubeError, StaleError
 from bot.follow import Ending, FollowEnd, Follower, FollowSpec
@@ -105,7 +106,8 @@ class Executions:
     def _guard(self, request: Request, work: Callable[[], None]) -> None:
         """Run ``work``; whatever escapes it still ends the request, with a message."""
         try:
-            work()
+            with logs.request_scope(request.id):
+                work()
         except Exception:
             ref = uuid.uuid4().hex[:8]
             log.exception("execution of %s failed (ref %s)", request.id, ref)
@@ -115,6 +117,8 @@ class Executions:
         cmd = COMMANDS[request.verb]
         plan = Plan.model_validate(request.plan)
         self.store.audit("executing", request=request, user_id=request.requester)
+        log.info("executing /%s %s in %s for %s", request.verb, request.workload,
+                 request.environment, request.requester)
         earlier = None
         if plan.follow:
             try:
@@ -122,8 +126,10 @@ class Executions:
                     plan.namespace, plan.target.name, plan.context))
             except KubeError:
                 earlier = None  # the execution below reports the cluster's state itself
+        started = time.monotonic()
         try:
             outcome = cmd.execute(self.deps, plan, request.requester)
+            metrics.applied(request.verb, time.monotonic() - started)
         except StaleError as e:
             self.finish(request, State.FAILED, str(e), event="stale")
             return
@@ -199,6 +205,8 @@ class Executions:
                                   "rollback_offer": rollback}
         if not self.store.transition(request.id, RUNNING, state, result=result):
             return  # already final (a restart or another path finished it)
+        metrics.execution(request.verb, str(state))
+        log.info("/%s %s in %s %s", request.verb, request.workload, request.environment, state)
         self.store.audit(event or str(state), request=request, result=str(state), detail=message)
         current = self.store.get(request.id)
         if current is not None:

@@ -87,16 +87,19 @@ class HttpServer:
         threads: requests answered at once; more wait in waitress's queue, not in the kernel.
         backlog: connections the kernel holds before waitress accepts them (the listen backlog).
         connection_limit: open connections beyond which waitress stops accepting until some close.
+        name: what the server serves, for the log line that says it is listening.
     """
 
     def __init__(self, app: WSGIApplication | Mapping[str, WSGIApplication], host: str, port: int, *,
-                 threads: int = 16, backlog: int = 1024, connection_limit: int = 1000) -> None:
+                 threads: int = 16, backlog: int = 1024, connection_limit: int = 1000,
+                 name: str = "HTTP mode") -> None:
         self.app: WSGIApplication = route(app) if isinstance(app, Mapping) else app
         self.host = host
         self.requested_port = port
         self.threads = threads
         self.backlog = backlog
         self.connection_limit = connection_limit
+        self.name = name
         self._map: dict[int, Any] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -131,7 +134,7 @@ class HttpServer:
             raise
         self._thread = threading.Thread(target=self._server.run, name="deckhand-http", daemon=True)
         self._thread.start()
-        log.info("HTTP mode: serving on %s:%d (%d threads)", self.host, self.port, self.threads)
+        log.info("%s: serving on %s:%d (%d threads)", self.name, self.host, self.port, self.threads)
 
     def stop(self, timeout: float = 5) -> None:
         """Stop accepting, let requests in flight finish (up to ``timeout`` s), then close all.

@@ -40,6 +40,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from bot import health as metrics
 from bot.errors import KubeConflict, KubeGone, KubeNotFound, KubeUnavailable
 from bot.errors import KubeError as KubeError  # re-exported: callers catch it from here too
 
@@ -94,7 +95,9 @@ def kube_error(e: BaseException, what: str, *, host: str, waited: float,
     """
     status = getattr(e, "status", None)
     if isinstance(e, ApiException) and status:
+        metrics.kube_error(status)
         return _answered(e, what, status)
+    metrics.kube_error(None)
     return _unavailable(e, what, host=host, waited=waited, write=write)
 
 
@@ -169,6 +172,31 @@ class KubeSource:
     read_timeout: float = 10.0
 
 
+def service_account_token(kubeconfig: Path | None, namespace: str, name: str, seconds: int,
+                          context: str | None = None) -> tuple[str, str | None, str]:
+    """A token for ServiceAccount ``namespace/name`` through the TokenRequest API, asked with
+    the given (admin) kubeconfig: (apiserver URL, path of its CA file or None, token)."""
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None,
+                                context=context, client_configuration=cfg)
+    except (config.ConfigException, OSError) as e:
+        raise KubeError(f"cannot use the kubeconfig {kubeconfig or '$KUBECONFIG'}: {e}") from e
+    api = client.CoreV1Api(client.ApiClient(cfg))
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds}}
+    try:
+        # The client serializes a plain dict body as it is; its type hint says a model.
+        answer = api.create_namespaced_service_account_token(name, namespace, body)  # type: ignore[arg-type]
+    except FAILURES as e:
+        raise kube_error(e, f"requesting a token for serviceaccount {namespace}/{name}",
+                         host=urlsplit(str(cfg.host)).netloc, waited=0, write=True) from e
+    token = answer.status.token if answer.status else None
+    if not token:
+        raise KubeError(f"the API server issued no token for serviceaccount {namespace}/{name}")
+    return str(cfg.host), cfg.ssl_ca_cert, str(token)
+
+
 class _TimedApiClient(client.ApiClient):
     """An ApiClient whose every request carries a timeout unless the caller passes its own.
 
@@ -209,6 +237,9 @@ class KubeGateway:
                 # urllib3 would retry a failed connect or read up to three times on its own,
                 # multiplying the timeout; the gateway decides what is retried (reads only).
                 cfg.retries = False
+                # The cache lists every kind of every managed namespace at once at start: keep
+                # more idle connections than urllib3's default 10 (it warns for each it drops).
+                cfg.connection_pool_maxsize = 32
                 self._clients[context] = _TimedApiClient(cfg, self._timeout)
             return self._clients[context]
 
@@ -230,6 +261,15 @@ class KubeGateway:
     def _host(self, context: str | None) -> str:
         host = str(self._api(context).configuration.host)
         return urlsplit(host).netloc or host
+
+    def reachable(self, timeout: float = 2.0) -> bool:
+        """Whether the apiserver answers GET /version (any authenticated account may) within
+        ``timeout``: the readiness probe's check, never retried."""
+        try:
+            client.VersionApi(self._api(None)).get_code(_request_timeout=(timeout, timeout))
+        except FAILURES:
+            return False
+        return True
 
     def _call(self, context: str | None, what: str, call: Callable[[], T], *,
               write: bool) -> T:
@@ -370,6 +410,30 @@ class KubeGateway:
         return self._read(context, lambda: api.read_namespaced_config_map(name, namespace),
                           f"reading configmap {namespace}/{name}")
 
+    def get_secret(self, namespace: str, name: str, context: str | None = None) -> Obj | None:
+        """A Secret as the API serves it (values base64 in ``data``), or None if absent. Only
+        /secrets reads Secrets, and only the configured ones; nothing here logs a body."""
+        api = client.CoreV1Api(self._api(context))
+        return self._read(context, lambda: api.read_namespaced_secret(name, namespace),
+                          f"reading secret {namespace}/{name}")
+
+    def remove_secret_keys(self, namespace: str, name: str, keys: list[str],
+                           resource_version: str, context: str | None = None) -> Obj:
+        """Remove ``keys`` from a Secret's data (a JSON patch that first tests the
+        resourceVersion, so it fails with :class:`~bot.errors.KubeConflict` if the Secret
+        changed). Server-side apply leaves keys other managers set; this removes them."""
+        patch: list[Obj] = [{"op": "test", "path": "/metadata/resourceVersion",
+                             "value": resource_version}]
+        patch += [{"op": "remove", "path": "/data/" + k.replace("~", "~0").replace("/", "~1")}
+                  for k in keys]
+        api = client.CoreV1Api(self._api(context))
+        s = self._call(context, f"removing keys from secret {namespace}/{name}",
+                       lambda: api.patch_namespaced_secret(
+                           name, namespace, patch, _content_type=JSON_PATCH,
+                           field_manager=FIELD_MANAGER),
+                       write=True)
+        return self._plain(context, s)
+
     def patch_configmap(self, namespace: str, name: str, data: dict[str, str], *,
                         resource_version: str | None = None, dry_run: bool = False,
                         context: str | None = None) -> Obj:
@@ -385,6 +449,36 @@ class KubeGateway:
                             **_write_options(dry_run)),
                         write=not dry_run)
         return self._plain(context, cm)
+
+    # -- nodes and evictions (failover drills) -------------------------------------------------
+
+    def get_node(self, name: str, context: str | None = None) -> Obj | None:
+        api = client.CoreV1Api(self._api(context))
+        return self._read(context, lambda: api.read_node(name), f"reading node {name}")
+
+    def set_unschedulable(self, name: str, unschedulable: bool,
+                          context: str | None = None) -> Obj:
+        """Cordon (True) or uncordon (False) a node, as ``kubectl cordon``/``uncordon`` do."""
+        api = client.CoreV1Api(self._api(context))
+        verb = "cordoning" if unschedulable else "uncordoning"
+        n = self._call(context, f"{verb} node {name}",
+                       lambda: api.patch_node(name, {"spec": {"unschedulable": unschedulable}},
+                                              _content_type=MERGE_PATCH,
+                                              field_manager=FIELD_MANAGER),
+                       write=True)
+        return self._plain(context, n)
+
+    def evict_pod(self, namespace: str, name: str, context: str | None = None) -> None:
+        """Ask to evict a pod through the Eviction API, which honours PodDisruptionBudgets: a
+        budget that forbids it now answers 429 (a :class:`~bot.errors.KubeError` with that
+        status), to be tried again later, as ``kubectl drain`` does."""
+        body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": namespace}}
+        api = client.CoreV1Api(self._api(context))
+        self._call(context, f"evicting pod {namespace}/{name}",
+                   # The client serializes a plain dict body as it is; its hint says V1Eviction.
+                   lambda: api.create_namespaced_pod_eviction(name, namespace, body),  # type: ignore[arg-type]
+                   write=True)
 
     # -- watching ------------------------------------------------------------------------------
 
@@ -438,3 +532,100 @@ class KubeGateway:
                                api.list_namespaced_deployment, namespace,
                                resource_version=resource_version,
                                timeout_seconds=timeout_seconds)
+
+    # -- raw reads for the cache (bot/cache.py) --------------------------------------------------
+
+    def _lister(self, kind: str, namespace: str | None, context: str | None
+                ) -> tuple[Callable[..., Any], tuple[str, ...]]:
+        """The generated client's list function for ``kind`` and its positional arguments.
+
+        A namespaced kind is only ever listed in one namespace: Deckhand runs with a Role per
+        managed namespace, so a cluster-wide list of namespaced kinds is never asked for."""
+        api_class, function, namespaced = RAW_KINDS[kind]
+        call = getattr(api_class(self._api(context)), function)
+        if not namespaced:
+            return call, ()
+        if not namespace:
+            raise ValueError(f"{kind} is namespaced: name the namespace")
+        return call, (namespace,)
+
+    def list_raw(self, kind: str, namespace: str | None, selector: str = "",
+                 context: str | None = None) -> tuple[list[Obj], str]:
+        """Every ``kind`` in ``namespace`` (None for cluster-scoped kinds) matching the label
+        ``selector``, as the API serves them (JSON, never model objects), and the list's
+        resourceVersion to watch from."""
+        call, args = self._lister(kind, namespace, context)
+        where = f" in {namespace}" if namespace else ""
+
+        def read() -> Obj:
+            response = call(*args, label_selector=selector or None, _preload_content=False)
+            try:
+                parsed: Obj = json.loads(response.data)
+                return parsed
+            finally:
+                response.release_conn()
+
+        listed = self._call(context, f"listing {kind}s{where}", read, write=False)
+        version = (listed.get("metadata") or {}).get("resourceVersion") or ""
+        return list(listed.get("items") or []), str(version)
+
+    def watch_raw(self, kind: str, namespace: str | None, resource_version: str,
+                  timeout_seconds: int, selector: str = "",
+                  context: str | None = None) -> Iterator[tuple[str, Obj]]:
+        """Yield (event type, object as served) for every change to ``kind`` after
+        ``resource_version``, for at most ``timeout_seconds``; bookmarks are asked for (type
+        BOOKMARK: only the object's resourceVersion is meaningful), so a quiet watch still
+        resumes from a recent version. A version too old for the server raises
+        :class:`~bot.errors.KubeGone`: list again. Same timeouts and errors as the other
+        watches."""
+        call, args = self._lister(kind, namespace, context)
+        where = f" in {namespace}" if namespace else ""
+        what = f"watching {kind}s{where}"
+        limits = (self._source.connect_timeout, timeout_seconds + self._source.read_timeout)
+        heard = time.monotonic()
+        response: Any = None
+        try:
+            response = call(*args, label_selector=selector or None, watch=True,
+                            resource_version=resource_version, allow_watch_bookmarks=True,
+                            timeout_seconds=timeout_seconds, _request_timeout=limits,
+                            _preload_content=False)
+            buffer = b""
+            for chunk in response.stream(amt=None, decode_content=False):
+                heard = time.monotonic()
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind_of, obj = str(event.get("type")), event.get("object") or {}
+                    if kind_of == "ERROR":
+                        code = int(obj.get("code") or 0)
+                        message = f"{what}: {obj.get('message') or obj.get('reason')}"
+                        raise _BY_STATUS.get(code, KubeError)(message, code)
+                    yield kind_of, obj
+        except FAILURES as e:
+            silent = time.monotonic() - heard
+            waited = min(limits, key=lambda limit: abs(limit - silent))
+            raise kube_error(e, what, host=self._host(context), waited=waited,
+                             write=False) from e
+        finally:
+            if response is not None:
+                # Closed, not returned to the pool: the pool keeps a few idle connections for
+                # calls, and a hundred watches ending at once would overflow it.
+                response.close()
+
+
+#: The kinds the cache holds: the generated API class, its list function, and whether the kind is
+#: namespaced (then it is only ever listed one namespace at a time).
+RAW_KINDS: dict[str, tuple[type[Any], str, bool]] = {
+    "Deployment": (client.AppsV1Api, "list_namespaced_deployment", True),
+    "ReplicaSet": (client.AppsV1Api, "list_namespaced_replica_set", True),
+    "Pod": (client.CoreV1Api, "list_namespaced_pod", True),
+    "PersistentVolumeClaim": (client.CoreV1Api, "list_namespaced_persistent_volume_claim", True),
+    "ConfigMap": (client.CoreV1Api, "list_namespaced_config_map", True),
+    "Node": (client.CoreV1Api, "list_node", False),
+    "PersistentVolume": (client.CoreV1Api, "list_persistent_volume", False),
+    # Not cached: /failover drill's plan lists them, live, in the namespaces it evicts from.
+    "PodDisruptionBudget": (client.PolicyV1Api, "list_namespaced_pod_disruption_budget", True),
+}

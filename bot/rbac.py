@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.config import ACTIONS, Binding, DeckhandConfig
+from bot.config import ACTION_OF, ACTIONS, Binding, DeckhandConfig
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +253,7 @@ class Policy:
         Returns:
             The decision; when denied, its reason says what is missing.
         """
+        action = ACTION_OF.get(action, action)
         if action == "approve":
             return self.may_approve(actor, environment, workload)
         refused = self._refuse(actor, environment, workload)

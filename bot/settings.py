@@ -61,3 +61,27 @@ class Settings(FileSettings):
     namespace."""
     http_threads: int = 16
     """HTTP mode: threads of the WSGI server (Waitress) that receive Slack's requests."""
+    sops_binary: Path = Path("/usr/local/bin/sops")
+    """/secrets: the sops executable, by absolute path (sops runs with no PATH)."""
+    age_key_file: Path | None = None
+    """/secrets: the age identity file that decrypts the secrets' files. It is handed to sops
+    alone, as SOPS_AGE_KEY_FILE of that one subprocess; unset = every decryption is refused."""
+    sops_timeout: float = 30.0
+    """/secrets: seconds one sops run may take before it is killed."""
+    health_port: int = 8080
+    """/healthz, /readyz and /metrics are served on this port in both modes; 0 = not served."""
+    health_host: str = "0.0.0.0"
+    """The address of the health port (probes and Prometheus come from the pod network)."""
+    alerts_port: int = 9095
+    """The Alertmanager webhook (POST /alerts) is served on this port in both modes; 0 = not
+    served."""
+    alerts_host: str = "0.0.0.0"
+    """The address of the webhook port (Alertmanager reaches it through a Service)."""
+    alerts_token: SecretStr | None = None
+    """The bearer token Alertmanager sends (``http_config.authorization.credentials``); the
+    webhook is not served without it."""
+    alertmanager_url: str | None = None
+    """Alertmanager's base URL (http://alertmanager.monitoring:9093): the Silence buttons
+    create and expire silences through its v2 API; unset = no Silence buttons."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line, with ``request_id`` on every line of a request."""

@@ -17,10 +17,12 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
+from bot.cache import ClusterCache
 from bot.config import DeckhandConfig
 from bot.errors import StaleError, UsageError
 from bot.kube import KubeGateway
 from bot.render import RenderError, validate_image_ref
+from bot.sops import Sops
 from bot.store import Store
 
 
@@ -32,6 +34,11 @@ class Deps:
     kube: KubeGateway
     store: Store | None = None
     """For read-only commands that show past requests (/history)."""
+    cache: ClusterCache | None = None
+    """The watch-fed picture of the managed namespaces (bot/cache.py): read-only commands read
+    it once synced; a staleness check never does."""
+    sops: Sops | None = None
+    """Decrypts SOPS-encrypted Secret files (bot/sops.py), for /secrets."""
 
 
 class Target(BaseModel):
@@ -100,6 +107,11 @@ class Command:
 
     def parse(self, text: str, config: DeckhandConfig) -> BaseModel:
         raise NotImplementedError
+
+    def mutates(self, args: Any) -> bool:
+        """Whether these parsed arguments ask for a change (plan/execute through the gate) or
+        only for an answer (read); one command may do both, e.g. /secrets status and apply."""
+        return self.mutating
 
     def plan(self, deps: Deps, args: Any) -> Plan:
         raise NotImplementedError

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README "Development"; .ci/run calls exactly this).
 # It does every set-up step a fresh machine needs, then runs pytest with any extra arguments:
-#   1. Debian packages: prometheus-alertmanager (real Alertmanager), openssl (test PKI)
+#   1. Debian packages: prometheus-alertmanager (real Alertmanager, amtool), prometheus
+#      (promtool checks and unit-tests the shipped alert rules), openssl (test PKI),
+#      systemd (systemd-analyze verifies the shipped unit)
 #   2. a virtualenv in .venv with deckhand and its dev extra
 #   3. the Go-built tools (kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok,
 #      sops, age) in .cache/bin, rebuilt only when a pinned version changes
@@ -11,7 +13,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+command -v promtool >/dev/null || need_apt+=(prometheus)  # promtool: the shipped alert rules
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need_apt[*]}" >&2
   apt-get update -qq

@@ -10,23 +10,19 @@ Two measurements per mode:
 - concurrent: ROUNDS bursts (default 30) of 20 commands sent at once; the issue's target is
   p99 <= 50 ms here, in both modes.
 
-Each is run for several configurations, to show what limits the concurrent figure:
+Each is run for two configurations:
 
-- "as built": the app exactly as ``bot.__main__.build`` makes it, and in Socket Mode slack_bolt's
-  default (builtin) ``SocketModeHandler``, as ``deckhand run`` connects it;
-- "inline ack": the same listeners on an ``App(process_before_response=True)``. By default Bolt
-  runs every listener on its ``listener_executor`` (5 threads) and the request thread polls for the
-  ack every 10 ms; with ``process_before_response`` the listener (which only acks and hands the
-  work over) runs on the request thread and the ack is answered the moment it returns;
-- "inline ack, nodelay" (Socket Mode): also the websocket-client based ``SocketModeHandler``
-  (slack_bolt.adapter.socket_mode.websocket_client). slack_sdk's builtin client leaves Nagle's
-  algorithm on (it sets TCP_NODELAY only on its proxy path), so of several acks sent back to back
-  each waits for the TCP acknowledgement of the one before: ~40-50 ms (the peer's delayed ACK)
-  on loopback, a round trip to Slack in production. websocket-client sets TCP_NODELAY;
-- "gc frozen": also ``gc.collect(); gc.freeze()`` once the bot is built. The objects made at
-  start (the kubernetes client's models, Bolt, pydantic schemas) are never garbage, yet every full
-  collection walks them all: a pause of ~50-60 ms of every thread, acks included. Frozen, they
-  are left out and a full collection takes about a millisecond.
+- "before": the app as it was before issue 6: Bolt runs every listener on its
+  ``listener_executor`` (5 threads) and the request thread polls for the ack every 10 ms;
+  slack_sdk's built-in Socket Mode client, which leaves Nagle's algorithm on (it sets TCP_NODELAY
+  only on its proxy path), so of several acks sent back to back each waits for the TCP
+  acknowledgement of the one before (~40 ms, the peer's delayed ACK); no frozen GC;
+- "as deckhand run serves it": ``App(process_before_response=True)`` as ``bot.__main__.build``
+  makes it (the listener only acks and hands over, so it runs on the request thread and the ack is
+  answered the moment it returns); in Socket Mode ``bot.app.socket_mode`` (Bolt's built-in
+  handler with TCP_NODELAY set on each connection); and ``gc.collect(); gc.freeze()`` once the
+  bot is built, as ``run()`` does: the objects made at start are never garbage, yet every full
+  collection walked them all, a pause of ~50 ms of every thread, acks included.
 
 The stand-in runs in a child process, as Slack is another machine: in the bot's process it would
 compete with the bot for the GIL and add its own work to every figure. "stall" is how late a 1 ms
@@ -181,38 +177,40 @@ class RemoteStandin:
 
 # -- the bot -----------------------------------------------------------------------------------------
 
-def inline_ack(app: App, pipeline: Any, mode: str, secret: str) -> App:
-    """The same listeners on an App that runs them on the request thread (see module doc)."""
+def polled_ack(app: App, pipeline: Any, mode: str, secret: str) -> App:
+    """The same listeners on an App as the bot had before: Bolt runs them on its listener pool
+    and polls for the ack every 10 ms (process_before_response off)."""
     from bot.app import create_app
 
-    return create_app(App(client=app.client, signing_secret=secret, request_verification_enabled=mode == "http",
-                          process_before_response=True), pipeline)
+    return create_app(App(client=app.client, signing_secret=secret,
+                          request_verification_enabled=mode == "http"), pipeline)
 
 
 @dataclass(frozen=True)
 class Variant:
     """One configuration of the bot's ack path (see the module doc)."""
 
-    inline_ack: bool = False
-    nodelay: bool = False  # Socket Mode only
-    gc_frozen: bool = False
+    label: str
+    polled_ack: bool = False
+    builtin_socket: bool = False  # slack_sdk's built-in Socket Mode client (Nagle on)
+    gc_frozen: bool = True
 
     def name(self, mode: str) -> str:
-        switches = [(self.inline_ack, "inline ack"), (self.nodelay and mode == "socket", "nodelay"),
-                    (self.gc_frozen, "gc frozen")]
-        parts = [label for on, label in switches if on]
-        return ", ".join(parts) or "as built"
+        return self.label
 
     def socket_handler(self, app: App, token: str) -> Any:
-        if self.nodelay:
-            from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler as Handler
-        else:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler as Handler  # type: ignore[assignment]
-        return Handler(app, token, ping_interval=5)
+        if self.builtin_socket:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            return SocketModeHandler(app, token, ping_interval=5)
+        from bot.app import socket_mode
+
+        return socket_mode(app, token)
 
 
-VARIANTS = [Variant(), Variant(inline_ack=True), Variant(inline_ack=True, nodelay=True),
-            Variant(inline_ack=True, nodelay=True, gc_frozen=True)]
+VARIANTS = [Variant("before (polled ack, built-in client)", polled_ack=True, builtin_socket=True,
+                    gc_frozen=False),
+            Variant("as deckhand run serves it")]
 
 
 @contextmanager
@@ -232,8 +230,8 @@ def served_bot(standin: RemoteStandin, mode: str, variant: Variant) -> Iterator[
             slack_api_url=info["api_url"], config_file=config,
             kubeconfig=Path(tmp) / "unused.kubeconfig", database=Path(tmp) / "d.db")
         app, pipeline = build(settings)
-        if variant.inline_ack:
-            app = inline_ack(app, pipeline, mode, info["signing_secret"])
+        if variant.polled_ack:
+            app = polled_ack(app, pipeline, mode, info["signing_secret"])
         if variant.gc_frozen:
             gc.collect()
             gc.freeze()
@@ -291,8 +289,7 @@ def main() -> None:
     standin = RemoteStandin()
     try:
         for mode in ("socket", "http"):
-            variants = [v for v in VARIANTS if mode == "socket" or not v.nodelay or v.gc_frozen]
-            for variant in variants:
+            for variant in VARIANTS:
                 with served_bot(standin, mode, variant):
                     sequential = standin.ask("sequential", n)
                     concurrent, stall = standin.ask("concurrent", (rounds, CONCURRENT))

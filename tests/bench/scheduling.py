@@ -118,8 +118,14 @@ def main() -> None:
         with ThreadPoolExecutor(20) as pool:
             answers = list(pool.map(status, range(commands)))
 
+        env_locks = {env: threading.Lock() for env in envs}
+
         def click(i: int) -> float:
             env = envs[i % follows]
+            with env_locks[env]:  # one request per environment at a time: messages stay apart
+                return click_in(env)
+
+        def click_in(env: str) -> float:
             since = slack.mark()
             slack.slash_command("/scale", f"cardano-node {env} 0", user="U2", channel="C2")
             msg = slack.wait_for_message(rf"Scale cardano-node in {env}\b", channel="C2",

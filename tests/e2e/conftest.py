@@ -4,10 +4,18 @@
 test, builds the bot exactly as ``deckhand run`` does (bot.__main__.build), serves it in Socket
 Mode or HTTP mode through the stand-in, and stops it afterwards. Users (from the stand-in's demo
 workspace): U1 alice and the @sre group (U2 bob, U3 carol) are deployers; U4 dave has no binding.
+
+As the ServiceAccount: ``make_bot(..., serviceaccount=True)``, or every bot of the run with
+``DECKHAND_E2E_AS=serviceaccount`` in the environment, applies what ``deckhand rbac`` prints for
+the test's configuration and runs the bot with the kubeconfig ``deckhand kubeconfig`` writes (a
+token of the ``deckhand`` ServiceAccount), not the admin's. The managed namespaces then exist
+before the test starts (the Roles live in them), as they do after the README's install. A test
+that passes its own ``kubeconfig`` (the apiserver proxy's) keeps it.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,15 +25,19 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.socket_mode.base_handler import BaseSocketModeHandler
 
 from bot.__main__ import build
-from bot.app import Pipeline
+from bot.app import Pipeline, socket_mode
 from bot.settings import Settings
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import Cluster
+from tests.serviceaccount import Installed, install, uninstall
 from tests.slack.fixtures import serve_bolt, slack_standin, slack_workspace  # noqa: F401
 from tests.slack.server import SlackStandin
+
+#: Set to "serviceaccount" to run every e2e bot as the deckhand ServiceAccount.
+AS_ENV = "DECKHAND_E2E_AS"
 
 
 @dataclass
@@ -47,7 +59,7 @@ class Bot:
         if self.stopped:
             return
         self.stopped = True
-        if isinstance(self.served, SocketModeHandler):
+        if isinstance(self.served, BaseSocketModeHandler):
             self.served.close()
         else:
             self.served.stop()
@@ -85,25 +97,40 @@ def make_bot(slack_standin: SlackStandin, serve_bolt: Callable[..., Any], cluste
              ) -> Iterator[Callable[..., Bot]]:
     prefix = f"e2e-{uuid.uuid4().hex[:6]}"
     built: list[Bot] = []
+    installs: list[Installed] = []
 
     def make(mode: str = "socket", lifetime: str = "10m", database: Path | None = None,
-             config: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> Bot:
-        """A bot on the e2e configuration; ``config`` may edit it, ``overrides`` are settings."""
+             config: Callable[[dict[str, Any]], None] | None = None,
+             serviceaccount: bool | None = None, **overrides: Any) -> Bot:
+        """A bot on the e2e configuration; ``config`` may edit it, ``overrides`` are settings;
+        ``serviceaccount``: run as the deckhand ServiceAccount (default: ``DECKHAND_E2E_AS``)."""
         cfg = e2e_config(prefix, lifetime)
         if config is not None:
             config(cfg)
         path = tmp_path / "deckhand.yaml"
         path.write_text(yaml.safe_dump(cfg))
+        kubeconfig = cluster.kubeconfig
+        if serviceaccount is None:
+            serviceaccount = os.environ.get(AS_ENV) == "serviceaccount"
+        if serviceaccount:
+            installs.append(install(cluster, path, tmp_path, f"{prefix}-bot"))
+            kubeconfig = installs[-1].kubeconfig
         fields: dict[str, Any] = {
             "slack_bot_token": slack_standin.bot_token, "slack_app_token": slack_standin.app_token,
             "slack_signing_secret": slack_standin.signing_secret, "mode": mode,
             "slack_api_url": slack_standin.api_url, "config_file": path,
-            "kubeconfig": cluster.kubeconfig, "database": database or tmp_path / "deckhand.db",
-            **overrides}
+            "kubeconfig": kubeconfig, "database": database or tmp_path / "deckhand.db",
+            "health_port": 0, **overrides}
         settings = Settings(**fields)
         app, pipeline = build(settings)
         pipeline.resume()
-        served = serve_bolt(app, mode)
+        if mode == "socket":  # the same Socket Mode client as `deckhand run`
+            served = socket_mode(app, slack_standin.app_token)
+            mark = slack_standin.mark()
+            served.connect()
+            slack_standin.wait_for_connection(since=mark)
+        else:
+            served = serve_bolt(app, mode)
         bot = Bot(pipeline, settings, {e: v["namespace"] for e, v in cfg["environments"].items()},
                   slack_standin, served)
         built.append(bot)
@@ -112,6 +139,8 @@ def make_bot(slack_standin: SlackStandin, serve_bolt: Callable[..., Any], cluste
     yield make
     for bot in built:
         bot.stop()
+    for installed in installs[-1:]:
+        uninstall(cluster, installed)
     core = client.CoreV1Api(api_client)
     for ns in core.list_namespace().items:
         if ns.metadata.name.startswith(prefix):

@@ -28,7 +28,9 @@ IMAGE_B = "ghcr.io/intersectmbo/cardano-node:10.1.4"
 
 def seed(apps: client.AppsV1Api, core: client.CoreV1Api, ns: str, images: list[str]) -> None:
     """A cardano-node Deployment with one revision per image, rolled out."""
-    core.create_namespace({"metadata": {"name": ns}})
+    # As the ServiceAccount, the RBAC install made the namespace already (see conftest.py).
+    if not [n for n in core.list_namespace().items if n.metadata.name == ns]:
+        core.create_namespace({"metadata": {"name": ns}})
     body: dict[str, Any] = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "cardano-node", "annotations": {CHANGE_CAUSE: f"seed {images[0]}"}},

@@ -47,7 +47,7 @@ def running(slack_standin: SlackStandin, cluster: Cluster, tmp_path: Path,
             slack_signing_secret=slack_standin.signing_secret, mode=mode,
             slack_api_url=slack_standin.api_url, config_file=tmp_path / "deckhand.yaml",
             kubeconfig=cluster.kubeconfig, database=tmp_path / "deckhand.db",
-            http_port=port)
+            http_port=port, health_port=0)
         stop = threading.Event()
         thread = threading.Thread(target=run, args=(stop, settings), daemon=True)
         mark = slack_standin.mark()
@@ -200,8 +200,9 @@ def test_the_console_script_serves_and_stops_on_sigterm(slack_standin: SlackStan
 
 
 def start_console_script(slack_standin: SlackStandin, cluster: Cluster, tmp_path: Path,
-                         config: dict[str, Any]) -> subprocess.Popen[str]:
-    """`deckhand run` as installed, in Socket Mode through the stand-in, with ``config``."""
+                         config: dict[str, Any], **settings: str) -> subprocess.Popen[str]:
+    """`deckhand run` as installed, in Socket Mode through the stand-in, with ``config``;
+    ``settings`` add or override DECKHAND_* variables (health_port="0" unless given)."""
     (tmp_path / "deckhand.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DECKHAND_")}
     env.update({
@@ -211,7 +212,9 @@ def start_console_script(slack_standin: SlackStandin, cluster: Cluster, tmp_path
         "DECKHAND_CONFIG_FILE": str(tmp_path / "deckhand.yaml"),
         "DECKHAND_DATABASE": str(tmp_path / "deckhand.db"),
         "DECKHAND_KUBECONFIG": str(cluster.kubeconfig),
+        "DECKHAND_HEALTH_PORT": "0",
     })
+    env.update({f"DECKHAND_{k.upper()}": v for k, v in settings.items()})
     script = shutil.which("deckhand", path=str(Path(sys.executable).parent))
     assert script is not None, "the deckhand console script is not installed"
     return subprocess.Popen([script, "run"], env=env, stdout=subprocess.PIPE,

@@ -280,9 +280,13 @@ class SlackStandin(Service, UserActions, StateQueries):
 
     # -- Web API fault injection -----------------------------------------------------------------------
 
-    def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 1) -> None:
-        """The next `times` calls of `method` get HTTP 429, `Retry-After`, `{"ok":false,"error":"ratelimited"}`."""
-        self._api.inject(method, Injection(remaining=times, error="ratelimited", retry_after=retry_after))
+    def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 1, every: int = 1) -> None:
+        """The next `times` calls of `method` get HTTP 429, `Retry-After`, `{"ok":false,"error":"ratelimited"}`.
+
+        With `every=N`, only one call in N is limited (the N-th, 2N-th, ...) until `times` were.
+        """
+        self._api.inject(method, Injection(remaining=times, error="ratelimited", retry_after=retry_after,
+                                           every=every))
 
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         """The next `times` calls of `method` answer `{"ok": false, "error": error}` (HTTP 200)."""

@@ -51,6 +51,10 @@ class Injection:
     retry_after: int | None = None
     # Set for server errors: answer this HTTP status (5xx) with an HTML page, as Slack's edge does.
     status: int | None = None
+    # "One call in N": only every `every`-th call of the method fails (and counts toward
+    # `remaining`); the calls between are answered normally.
+    every: int = 1
+    seen: int = 0
 
 
 @dataclass
@@ -107,6 +111,9 @@ class WebApi:
             "users.info": self.users_info,
             "usergroups.users.list": self.usergroups_users_list,
             "conversations.info": self.conversations_info,
+            "users.list": self.users_list,
+            "usergroups.list": self.usergroups_list,
+            "conversations.list": self.conversations_list,
         }
 
     # -- failure injection (called from the test thread) -------------------------------------
@@ -121,6 +128,9 @@ class WebApi:
             while pending and pending[0].remaining <= 0:
                 pending.pop(0)
             if not pending:
+                return None
+            pending[0].seen += 1
+            if pending[0].seen % pending[0].every:
                 return None
             pending[0].remaining -= 1
             return pending[0]
@@ -379,6 +389,23 @@ class WebApi:
         if group is None:
             raise ApiError("no_such_subteam")
         return {"users": list(group.users)}
+
+    def users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One page with everyone (the demo workspace is small), as Slack ends the last page."""
+        return {"members": [u.to_api(self.workspace.team_id) for u in self.workspace.users],
+                "response_metadata": {"next_cursor": ""}}
+
+    def usergroups_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"usergroups": [{"id": g.id, "handle": g.handle, "name": g.name or g.handle,
+                                "user_count": len(g.users)} for g in self.workspace.usergroups]}
+
+    def conversations_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Public channels, and the private ones the bot is in (it cannot see the others)."""
+        types = str(args.get("types") or "public_channel").split(",")
+        shown = [c for c in self.workspace.channels if not c.is_im
+                 and (("private_channel" in types and c.is_private and c.bot_is_member)
+                      or ("public_channel" in types and not c.is_private))]
+        return {"channels": [c.to_api() for c in shown], "response_metadata": {"next_cursor": ""}}
 
     def conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"channel": self.channel(args.get("channel")).to_api()}

@@ -85,7 +85,7 @@ def test_a_file_written_before_versioning_migrates_on_open(tmp_path: Path) -> No
     assert user_version(path) == 0
 
     store = Store(path, clock=Clock())
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     assert user_version(path) == SCHEMA_VERSION
 
     rows = {r.id: r for r in store.in_states(list(State))}

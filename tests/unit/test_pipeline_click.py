@@ -1,0 +1,74 @@
+"""A click that arrives before the bot recorded where the request's message is (within
+milliseconds of the post) still updates that message and executes with it."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.app import Pipeline
+from bot.approvals import Gate
+from bot.config import load_config
+from bot.store import Request, State, Store
+from commands.base import Deps
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
+
+
+@dataclass(frozen=True)
+class Allow:
+    allowed: bool = True
+    reason: str = ""
+
+
+class Policy:
+    def check(self, actor: Any, action: str, environment: str, workload: str) -> Allow:
+        return Allow()
+
+    def may_approve(self, actor: Any, environment: str, workload: str) -> Allow:
+        return Allow()
+
+
+@dataclass
+class Executions:
+    shown: list[Request] = field(default_factory=list)
+    started: list[Request] = field(default_factory=list)
+
+    def show(self, request: Request) -> None:
+        self.shown.append(request)
+
+    def start(self, request: Request) -> None:
+        self.started.append(request)
+
+
+@dataclass(frozen=True)
+class Who:
+    user_id: str = "U1"
+    team_id: str = "T1"
+    channel_id: str | None = "C1"
+
+
+def test_a_click_before_the_message_is_recorded_uses_the_clicked_message(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    gate = Gate(store, Policy())
+    executions = Executions()
+    pool = ThreadPoolExecutor(1)
+    pipeline = Pipeline(Deps(config=load_config(EXAMPLE), kube=None, store=store),  # type: ignore[arg-type]
+                        store, Policy(), gate, pool, executions, None)  # type: ignore[arg-type]
+    request = gate.open(verb="restart", args={}, workload="cardano-node", environment="dev",
+                        namespace="ns", actor=Who(), channel="C1", plan={"summary": []},
+                        approvals_required=0, lifetime_seconds=600)
+    body = {"type": "block_actions", "user": {"id": "U1", "team_id": "T1"},
+            "team": {"id": "T1"}, "channel": {"id": "C1"},
+            "container": {"channel_id": "C1", "message_ts": "171.5"},
+            "message": {"ts": "171.5"},
+            "actions": [{"action_id": "deckhand_confirm", "value": request.id}]}
+    pipeline.click(body, None)  # type: ignore[arg-type]
+    [started] = executions.started
+    assert started.state is State.EXECUTING and started.message_ts == "171.5"
+    assert executions.shown[0].message_ts == "171.5"
+    assert (store.get(request.id) or request).message_ts == "171.5"
+    pool.shutdown()
+    store.close()
