@@ -27,8 +27,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from bot.config import ConfigError, parse_duration
-from bot.settings import FileSettings, Settings
+from deckhand.bot.config import ConfigError, parse_duration
+from deckhand.bot.settings import FileSettings, Settings
 
 #: The Slack Web API client's per-call timeout.
 SLACK_TIMEOUT_SECONDS = 10
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
     from slack_bolt import App
 
-    from bot.app import Pipeline
-    from bot.http_server import HttpServer
+    from deckhand.bot.app import Pipeline
+    from deckhand.bot.http_server import HttpServer
 
 
 def build(settings: Settings) -> tuple[App, Pipeline]:
@@ -52,22 +52,22 @@ def build(settings: Settings) -> tuple[App, Pipeline]:
     from slack_bolt import App
     from slack_sdk import WebClient
 
-    from bot import health
-    from bot.alertmanager import AlertmanagerClient
-    from bot.alerts import AlertThreads
-    from bot.app import Pipeline, create_app
-    from bot.approvals import Gate
-    from bot.cache import ClusterCache
-    from bot.config import load_config
-    from bot.execution import Executions
-    from bot.follow import Follower
-    from bot.kube import KubeGateway, KubeSource
-    from bot.node_threads import NodeThreads
-    from bot.outbox import Outbox, install_retry_handlers
-    from bot.rbac import Policy, SlackGroupDirectory
-    from bot.sops import Sops
-    from bot.store import Store
-    from commands.base import Deps
+    from deckhand.bot import health
+    from deckhand.bot.alertmanager import AlertmanagerClient
+    from deckhand.bot.alerts import AlertThreads
+    from deckhand.bot.app import Pipeline, create_app
+    from deckhand.bot.approvals import Gate
+    from deckhand.bot.cache import ClusterCache
+    from deckhand.bot.config import load_config
+    from deckhand.bot.execution import Executions
+    from deckhand.bot.follow import Follower
+    from deckhand.bot.kube import KubeGateway, KubeSource
+    from deckhand.bot.node_threads import NodeThreads
+    from deckhand.bot.outbox import Outbox, install_retry_handlers
+    from deckhand.bot.rbac import Policy, SlackGroupDirectory
+    from deckhand.bot.sops import Sops
+    from deckhand.bot.store import Store
+    from deckhand.commands.base import Deps
 
     config = load_config(settings.config_file)
     client = WebClient(token=settings.slack_bot_token.get_secret_value(),
@@ -132,7 +132,7 @@ def missing_setting(settings: Settings) -> str | None:
 
 def config_problem(settings: Settings) -> str | None:
     """Why the configuration cannot run (one line), checked before anything else happens."""
-    from bot.config import load_config
+    from deckhand.bot.config import load_config
 
     try:
         config = load_config(settings.config_file)
@@ -152,7 +152,7 @@ def start_health(settings: Settings, pipeline: Pipeline,
     """Serve /healthz, /readyz and /metrics on the health port (none if it is 0)."""
     if not settings.health_port:
         return None
-    from bot import health
+    from deckhand.bot import health
 
     readiness = health.Readiness({
         "slack": slack_connected,
@@ -170,8 +170,8 @@ def start_webhook(settings: Settings, pipeline: Pipeline) -> HttpServer | None:
     the port is 0 or no bearer token is set (an unauthenticated webhook is never served)."""
     if not settings.alerts_port or settings.alerts_token is None or pipeline.alerts is None:
         return None
-    from bot.http_server import HttpServer
-    from bot.webhook import PATH, webhook_app
+    from deckhand.bot.http_server import HttpServer
+    from deckhand.bot.webhook import PATH, webhook_app
 
     server = HttpServer({PATH: webhook_app(pipeline.alerts.handle,
                                            settings.alerts_token.get_secret_value())},
@@ -197,7 +197,7 @@ def run(stop: threading.Event | None = None, settings: Settings | None = None) -
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    from bot import logs
+    from deckhand.bot import logs
 
     logs.use_format(settings.log_format)
     log = logging.getLogger("deckhand")
@@ -222,7 +222,7 @@ def run(stop: threading.Event | None = None, settings: Settings | None = None) -
     gc.collect()
     gc.freeze()
     if settings.mode == "socket":
-        from bot.app import socket_mode
+        from deckhand.bot.app import socket_mode
 
         assert settings.slack_app_token is not None
         handler = socket_mode(app, settings.slack_app_token.get_secret_value())
@@ -234,7 +234,7 @@ def run(stop: threading.Event | None = None, settings: Settings | None = None) -
     else:
         from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-        from bot.http_server import HttpServer
+        from deckhand.bot.http_server import HttpServer
 
         server = HttpServer({"/slack/events": SlackRequestHandler(app, path="/slack/events")},
                             settings.http_host, settings.http_port,
@@ -255,7 +255,7 @@ def run(stop: threading.Event | None = None, settings: Settings | None = None) -
 
 def audit(since: str, out: TextIO) -> int:
     """Print the audit entries of the last ``since`` (e.g. 24h) as JSON lines."""
-    from bot.store import Store
+    from deckhand.bot.store import Store
 
     settings = FileSettings()
     try:
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     kc.add_argument("--context", default=None)
     sub.add_parser("ids", help="list the Slack users, user groups and channels the bot sees")
     ns = parser.parse_args(argv)
-    from bot import logs
+    from deckhand.bot import logs
 
     logs.setup()
     if ns.cmd == "run":
@@ -320,26 +320,26 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         os._exit(code)
     if ns.cmd == "check-config":
-        from bot.check_config import check_config_main
+        from deckhand.bot.check_config import check_config_main
 
         return check_config_main(ns.file or FileSettings().config_file, sys.stdout)
     if ns.cmd == "render":
-        from bot.render import render_main
+        from deckhand.bot.render import render_main
 
         return render_main(ns.config or FileSettings().config_file, ns.workload,
                            ns.environment, sys.stdout, image=ns.image)
     if ns.cmd == "rbac":
-        from bot.kube_rbac import rbac_main
+        from deckhand.bot.kube_rbac import rbac_main
 
         return rbac_main(ns.config or FileSettings().config_file, sys.stdout, sys.stderr,
                          ns.service_account, ns.namespace)
     if ns.cmd == "kubeconfig":
-        from bot.kube_rbac import kubeconfig_main
+        from deckhand.bot.kube_rbac import kubeconfig_main
 
         return kubeconfig_main(ns.output, ns.namespace, ns.service_account, ns.duration,
                                ns.admin_kubeconfig, ns.context, sys.stderr)
     if ns.cmd == "ids":
-        from bot.ids import ids_main
+        from deckhand.bot.ids import ids_main
 
         return ids_main(sys.stdout, sys.stderr)
     return audit(ns.since, sys.stdout)

@@ -7,7 +7,7 @@ Usage::
                                    created_by="alice (U1)", comment="...")
     am.expire_silence(silence_id)
 
-Failures are :class:`~bot.errors.DeckhandError` with a message fit for Slack; the cause is
+Failures are :class:`~deckhand.bot.errors.DeckhandError` with a message fit for Slack; the cause is
 chained for the log.
 """
 
@@ -20,7 +20,7 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.errors import DeckhandError
+from deckhand.bot.errors import DeckhandError
 
 
 class AlertmanagerError(DeckhandError):

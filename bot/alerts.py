@@ -35,10 +35,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot import blocks
-from bot.config import DeckhandConfig
-from bot.outbox import Delivered, Outbox
-from bot.store import AlertGroup, Store
+from deckhand.bot import blocks
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.outbox import Delivered, Outbox
+from deckhand.bot.store import AlertGroup, Store
 
 log = logging.getLogger("deckhand.alerts")
 

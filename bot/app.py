@@ -6,7 +6,7 @@ parses, authorizes, plans, opens the request at the gate and posts the confirmat
 clicks go through the gate; an execution the gate grants is handed to bot/execution.py, which
 runs it exactly once on its own pool, follows it, and ends it.
 
-Errors are reported in one place (:meth:`Pipeline._report`): a :class:`~bot.errors.DeckhandError`
+Errors are reported in one place (:meth:`Pipeline._report`): a :class:`~deckhand.bot.errors.DeckhandError`
 is shown as it is; anything else gets a generic line with a correlation id while the traceback
 goes to the log only.
 """
@@ -34,20 +34,20 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.webhook import WebhookClient
 
-from bot import blocks, logs
-from bot import health as metrics
-from bot.alertmanager import AlertmanagerClient
-from bot.alerts import AlertThreads, GroupView
-from bot.approvals import Button, Gate
-from bot.errors import DeckhandError, UsageError
-from bot.execution import Executions
-from bot.node_threads import NodeThreads
-from bot.outbox import Outbox
-from bot.payloads import BlockAction, SlashCommand
-from bot.rbac import Actor, Policy
-from bot.store import OPEN_STATES, Request, State, Store
-from commands import COMMANDS
-from commands.base import Deps, Plan
+from deckhand.bot import blocks, logs
+from deckhand.bot import health as metrics
+from deckhand.bot.alertmanager import AlertmanagerClient
+from deckhand.bot.alerts import AlertThreads, GroupView
+from deckhand.bot.approvals import Button, Gate
+from deckhand.bot.errors import DeckhandError, UsageError
+from deckhand.bot.execution import Executions
+from deckhand.bot.node_threads import NodeThreads
+from deckhand.bot.outbox import Outbox
+from deckhand.bot.payloads import BlockAction, SlashCommand
+from deckhand.bot.rbac import Actor, Policy
+from deckhand.bot.store import OPEN_STATES, Request, State, Store
+from deckhand.commands import COMMANDS
+from deckhand.commands.base import Deps, Plan
 
 #: Slack redelivers an unacknowledged envelope within minutes; a day is plenty to remember it.
 DELIVERY_MEMORY_SECONDS = 24 * 3600

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from bot import rbac
-from bot.store import OPEN_STATES, Request, State, Store
+from deckhand.bot import rbac
+from deckhand.bot.store import OPEN_STATES, Request, State, Store
 
 INTERRUPTED = ("interrupted by a restart of the bot while applying; check /status before "
                "retrying")

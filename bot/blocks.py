@@ -21,10 +21,10 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.store import OPEN_STATES, Request, State
+from deckhand.bot.store import OPEN_STATES, Request, State
 
 if TYPE_CHECKING:
-    from bot.alerts import AlertView, GroupView
+    from deckhand.bot.alerts import AlertView, GroupView
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000

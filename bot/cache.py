@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.config import DeckhandConfig
-from bot.errors import KubeError, KubeGone
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import KubeError, KubeGone
 
 log = logging.getLogger("deckhand.cache")
 

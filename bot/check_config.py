@@ -1,7 +1,7 @@
 """``deckhand check-config [FILE]``: validate a configuration file and say what it means.
 
-This module owns the report only. Validation is :func:`bot.config.load_config`'s (so start-up and
-this command always agree) and the reading of roles and bindings is :class:`bot.rbac.Policy`'s.
+This module owns the report only. Validation is :func:`deckhand.bot.config.load_config`'s (so start-up and
+this command always agree) and the reading of roles and bindings is :class:`deckhand.bot.rbac.Policy`'s.
 It never talks to Slack or Kubernetes: user groups are shown by ID, not resolved.
 """
 
@@ -11,8 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
-from bot.config import ConfigError, DeckhandConfig, Environment, load_config
-from bot.rbac import Policy, StaticGroupDirectory
+from deckhand.bot.config import ConfigError, DeckhandConfig, Environment, load_config
+from deckhand.bot.rbac import Policy, StaticGroupDirectory
 
 EXIT_OK = 0
 EXIT_INVALID = 2

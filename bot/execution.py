@@ -30,16 +30,16 @@ from concurrent.futures import Executor
 from functools import partial
 from typing import Any
 
-from bot import blocks, logs
-from bot import health as metrics
-from bot.approvals import Gate
-from bot.errors import DeckhandError, KubeError, StaleError
-from bot.follow import Ending, FollowEnd, Follower, FollowSpec
-from bot.outbox import Delivered, Outbox
-from bot.rollout import Progress, progressing_condition
-from bot.store import Request, State, Store
-from commands import COMMANDS
-from commands.base import Deps, Plan
+from deckhand.bot import blocks, logs
+from deckhand.bot import health as metrics
+from deckhand.bot.approvals import Gate
+from deckhand.bot.errors import DeckhandError, KubeError, StaleError
+from deckhand.bot.follow import Ending, FollowEnd, Follower, FollowSpec
+from deckhand.bot.outbox import Delivered, Outbox
+from deckhand.bot.rollout import Progress, progressing_condition
+from deckhand.bot.store import Request, State, Store
+from deckhand.commands import COMMANDS
+from deckhand.commands.base import Deps, Plan
 
 log = logging.getLogger("deckhand.execution")
 

@@ -32,8 +32,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.cache import ClusterCache, selected
-from bot.rollout import Progress, progress, progressing_condition, why_not_ready
+from deckhand.bot.cache import ClusterCache, selected
+from deckhand.bot.rollout import Progress, progress, progressing_condition, why_not_ready
 
 log = logging.getLogger("deckhand.follow")
 

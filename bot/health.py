@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
-    from bot.http_server import HttpServer
+    from deckhand.bot.http_server import HttpServer
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -196,7 +196,7 @@ def routes(readiness: Readiness, registry: CollectorRegistry = REGISTRY) -> dict
 def health_server(host: str, port: int, readiness: Readiness, database: Path,
                   follows: Callable[[], int]) -> HttpServer:
     """The observability port: a small Waitress server of its own (see bot/http_server.py)."""
-    from bot.http_server import HttpServer
+    from deckhand.bot.http_server import HttpServer
 
     live = _Live(database, follows)
     registry = CollectorRegistry()

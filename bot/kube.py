@@ -13,7 +13,7 @@ Failure handling, in one place (:func:`kube_error`):
   requests the dynamic client makes on its own, and urllib3's own retries are off, so a call
   never waits longer than its timeout. A watch reads with the server-side timeout plus the read
   timeout, so a frozen apiserver ends it instead of hanging it.
-- Every failure becomes a :class:`~bot.errors.KubeError` with a short, safe message (what was
+- Every failure becomes a :class:`~deckhand.bot.errors.KubeError` with a short, safe message (what was
   being done and the apiserver's status message, or what happened to the connection), never a
   raw response body or traceback; the client's exception is chained for the log.
 - Reads are retried twice after a fast connection failure (refused, reset), never after a
@@ -40,9 +40,9 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from bot import health as metrics
-from bot.errors import KubeConflict, KubeGone, KubeNotFound, KubeUnavailable
-from bot.errors import KubeError as KubeError  # re-exported: callers catch it from here too
+from deckhand.bot import health as metrics
+from deckhand.bot.errors import KubeConflict, KubeGone, KubeNotFound, KubeUnavailable
+from deckhand.bot.errors import KubeError as KubeError  # re-exported: callers catch it from here too
 
 FIELD_MANAGER = "deckhand"
 # The generated client would default every PATCH to a JSON patch; say which kind each one is.
@@ -420,7 +420,7 @@ class KubeGateway:
     def remove_secret_keys(self, namespace: str, name: str, keys: list[str],
                            resource_version: str, context: str | None = None) -> Obj:
         """Remove ``keys`` from a Secret's data (a JSON patch that first tests the
-        resourceVersion, so it fails with :class:`~bot.errors.KubeConflict` if the Secret
+        resourceVersion, so it fails with :class:`~deckhand.bot.errors.KubeConflict` if the Secret
         changed). Server-side apply leaves keys other managers set; this removes them."""
         patch: list[Obj] = [{"op": "test", "path": "/metadata/resourceVersion",
                              "value": resource_version}]
@@ -438,7 +438,7 @@ class KubeGateway:
                         resource_version: str | None = None, dry_run: bool = False,
                         context: str | None = None) -> Obj:
         """Merge ``data`` into a ConfigMap; with ``resource_version`` the write fails with
-        :class:`~bot.errors.KubeConflict` if the ConfigMap changed since it was read."""
+        :class:`~deckhand.bot.errors.KubeConflict` if the ConfigMap changed since it was read."""
         body: Obj = {"data": data}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
@@ -470,7 +470,7 @@ class KubeGateway:
 
     def evict_pod(self, namespace: str, name: str, context: str | None = None) -> None:
         """Ask to evict a pod through the Eviction API, which honours PodDisruptionBudgets: a
-        budget that forbids it now answers 429 (a :class:`~bot.errors.KubeError` with that
+        budget that forbids it now answers 429 (a :class:`~deckhand.bot.errors.KubeError` with that
         status), to be tried again later, as ``kubectl drain`` does."""
         body = {"apiVersion": "policy/v1", "kind": "Eviction",
                 "metadata": {"name": name, "namespace": namespace}}
@@ -525,7 +525,7 @@ class KubeGateway:
         Event types are ADDED, MODIFIED and DELETED, each with a whole Deployment whose
         ``metadata.resourceVersion`` is the version to resume from. (Bookmarks are not asked
         for, so every object is a Deployment.) If the version is too old for the server, this
-        raises :class:`~bot.errors.KubeGone`: list again.
+        raises :class:`~deckhand.bot.errors.KubeGone`: list again.
         """
         api = client.AppsV1Api(self._api(context))
         yield from self._watch(context, f"watching deployments in {namespace}",
@@ -576,7 +576,7 @@ class KubeGateway:
         ``resource_version``, for at most ``timeout_seconds``; bookmarks are asked for (type
         BOOKMARK: only the object's resourceVersion is meaningful), so a quiet watch still
         resumes from a recent version. A version too old for the server raises
-        :class:`~bot.errors.KubeGone`: list again. Same timeouts and errors as the other
+        :class:`~deckhand.bot.errors.KubeGone`: list again. Same timeouts and errors as the other
         watches."""
         call, args = self._lister(kind, namespace, context)
         where = f" in {namespace}" if namespace else ""

@@ -26,8 +26,8 @@ from typing import Any, TextIO
 
 import yaml
 
-from bot.config import ConfigError, DeckhandConfig, load_config
-from bot.render import APPLY_ORDER, CLUSTER_SCOPED
+from deckhand.bot.config import ConfigError, DeckhandConfig, load_config
+from deckhand.bot.render import APPLY_ORDER, CLUSTER_SCOPED
 
 SERVICE_ACCOUNT = "deckhand"
 SERVICE_ACCOUNT_NAMESPACE = "deckhand"
@@ -301,8 +301,8 @@ def kubeconfig_main(output: Path, namespace: str, service_account: str, duration
     and write a kubeconfig with it to ``output`` (mode 0600: it is a credential)."""
     import os
 
-    from bot.config import parse_duration
-    from bot.kube import KubeError, service_account_token
+    from deckhand.bot.config import parse_duration
+    from deckhand.bot.kube import KubeError, service_account_token
 
     try:
         seconds = int(parse_duration(duration).total_seconds())

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.cache import ClusterCache, matches
-from bot.config import DeckhandConfig
-from bot.failover import node_health, toleration_seconds
-from bot.outbox import Delivered, Outbox
+from deckhand.bot.cache import ClusterCache, matches
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.failover import node_health, toleration_seconds
+from deckhand.bot.outbox import Delivered, Outbox
 
 log = logging.getLogger("deckhand.failover")
 

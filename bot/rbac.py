@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.config import ACTION_OF, ACTIONS, Binding, DeckhandConfig
+from deckhand.bot.config import ACTION_OF, ACTIONS, Binding, DeckhandConfig
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class Policy:
 
         Args:
             actor: who asks, from which workspace and channel.
-            action: one of :data:`bot.config.ACTIONS`.
+            action: one of :data:`deckhand.bot.config.ACTIONS`.
             environment: an environment name from the configuration.
             workload: a workload name from the configuration.
 

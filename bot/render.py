@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.config import ConfigError, DeckhandConfig, Name, load_config, yaml_error
+from deckhand.bot.config import ConfigError, DeckhandConfig, Name, load_config, yaml_error
 
 Manifest = dict[str, Any]
 

@@ -11,7 +11,7 @@ This module is the ``sops -d`` half, held to what a production key deserves:
 - Its stdout (the plaintext) is read into memory through a pipe, capped in size; nothing is
   written to disk. Its stderr is read only to classify the failure and then dropped: sops quotes
   the file (and MACs) in its messages, so it is never logged or shown.
-- Every failure is a :class:`~bot.errors.SecretError` whose text names the file and the problem,
+- Every failure is a :class:`~deckhand.bot.errors.SecretError` whose text names the file and the problem,
   never a value or a ciphertext.
 - The metadata (recipients, ``lastmodified``) is read from the file's ``sops`` block without
   decrypting anything.
@@ -39,7 +39,7 @@ from typing import IO, Any
 
 import yaml
 
-from bot.errors import (
+from deckhand.bot.errors import (
     SecretRefused,
     SopsNoKey,
     SopsNotEncrypted,
@@ -110,7 +110,7 @@ class Sops:
         Args:
             binary: absolute path of the sops executable.
             age_key_file: the age identity file handed to sops (``SOPS_AGE_KEY_FILE``); None
-                means no key, so every decryption fails with :class:`~bot.errors.SopsNoKey`.
+                means no key, so every decryption fails with :class:`~deckhand.bot.errors.SopsNoKey`.
             timeout: seconds one sops run may take before it is killed.
         """
         self.binary = binary

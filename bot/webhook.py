@@ -24,7 +24,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from pydantic import ValidationError
 
-from bot.alerts import Notification
+from deckhand.bot.alerts import Notification
 
 log = logging.getLogger("deckhand.webhook")
 

@@ -17,13 +17,13 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from bot.cache import ClusterCache
-from bot.config import DeckhandConfig
-from bot.errors import StaleError, UsageError
-from bot.kube import KubeGateway
-from bot.render import RenderError, validate_image_ref
-from bot.sops import Sops
-from bot.store import Store
+from deckhand.bot.cache import ClusterCache
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import StaleError, UsageError
+from deckhand.bot.kube import KubeGateway
+from deckhand.bot.render import RenderError, validate_image_ref
+from deckhand.bot.sops import Sops
+from deckhand.bot.store import Store
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from bot.config import DeckhandConfig
-from bot.errors import DeckhandError
-from commands.base import Command, Deps, Outcome, Plan, split_args
-from commands.failover import every_target, node_plan
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import DeckhandError
+from deckhand.commands.base import Command, Deps, Outcome, Plan, split_args
+from deckhand.commands.failover import every_target, node_plan
 
 
 class NodeArgs(BaseModel):

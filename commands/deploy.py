@@ -6,13 +6,23 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bot.config import DeckhandConfig
-from bot.errors import UsageError
-from bot.kube import FIELD_MANAGER
-from bot.managed import FieldSet, Path, applied_fields, differences, dotted, fields_of, project, union
-from bot.render import RenderError, render
-from bot.rollout import CHANGE_CAUSE, image_of
-from commands.base import Command, Deps, Outcome, Plan, Target, check_not_stale, image_option, resolve, split_args
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import UsageError
+from deckhand.bot.kube import FIELD_MANAGER
+from deckhand.bot.managed import FieldSet, Path, applied_fields, differences, dotted, fields_of, project, union
+from deckhand.bot.render import RenderError, render
+from deckhand.bot.rollout import CHANGE_CAUSE, image_of
+from deckhand.commands.base import (
+    Command,
+    Deps,
+    Outcome,
+    Plan,
+    Target,
+    check_not_stale,
+    image_option,
+    resolve,
+    split_args,
+)
 
 
 class DeployArgs(BaseModel):

@@ -15,13 +15,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from bot import failover
-from bot.cache import selected
-from bot.config import DeckhandConfig
-from bot.errors import DeckhandError, KubeError, UsageError
-from bot.rollout import progress
-from commands.base import Command, Deps, Outcome, Plan, Target, View, resolve, split_args
-from commands.status import Looker, Status
+from deckhand.bot import failover
+from deckhand.bot.cache import selected
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import DeckhandError, KubeError, UsageError
+from deckhand.bot.rollout import progress
+from deckhand.commands.base import Command, Deps, Outcome, Plan, Target, View, resolve, split_args
+from deckhand.commands.status import Looker, Status
 
 Obj = dict[str, Any]
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from bot.config import DeckhandConfig
-from bot.errors import UsageError
-from bot.rollout import REVISION, history, selector_of
-from commands.base import Command, Deps, View, current_deployment, resolve, split_args
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import UsageError
+from deckhand.bot.rollout import REVISION, history, selector_of
+from deckhand.commands.base import Command, Deps, View, current_deployment, resolve, split_args
 
 
 class HistoryArgs(BaseModel):

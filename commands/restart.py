@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from bot.config import DeckhandConfig
-from bot.rollout import RESTARTED_AT
-from commands.base import (
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.rollout import RESTARTED_AT
+from deckhand.commands.base import (
     Command,
     Deps,
     Outcome,

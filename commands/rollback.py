@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from bot.config import DeckhandConfig
-from bot.errors import UsageError
-from bot.rollout import REVISION, RolloutError, image_of, rollback_patch, rollback_target, selector_of
-from commands.base import (
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import UsageError
+from deckhand.bot.rollout import REVISION, RolloutError, image_of, rollback_patch, rollback_target, selector_of
+from deckhand.commands.base import (
     Command,
     Deps,
     Outcome,

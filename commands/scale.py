@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from bot.config import DeckhandConfig
-from bot.errors import UsageError
-from commands.base import (
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import UsageError
+from deckhand.commands.base import (
     Command,
     Deps,
     Outcome,

@@ -21,11 +21,11 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel
 
-from bot.config import DeckhandConfig
-from bot.errors import ClusterError, SecretError, StaleError, UsageError
-from bot.sops import SecretFile, Sops
-from commands.base import Command, Deps, Outcome, Plan, Target, View, split_args
-from commands.restart import restart_patch
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import ClusterError, SecretError, StaleError, UsageError
+from deckhand.bot.sops import SecretFile, Sops
+from deckhand.commands.base import Command, Deps, Outcome, Plan, Target, View, split_args
+from deckhand.commands.restart import restart_patch
 
 Action = Literal["status", "diff", "apply"]
 

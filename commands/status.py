@@ -17,11 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bot.cache import selected
-from bot.config import DeckhandConfig
-from bot.errors import KubeError, UsageError
-from bot.rollout import REVISION, image_of, progress, why_not_ready
-from commands.base import Command, Deps, View, resolve, split_args
+from deckhand.bot.cache import selected
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import KubeError, UsageError
+from deckhand.bot.rollout import REVISION, image_of, progress, why_not_ready
+from deckhand.commands.base import Command, Deps, View, resolve, split_args
 
 Obj = dict[str, Any]
 

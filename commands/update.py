@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from bot.config import DeckhandConfig
-from bot.errors import KubeConflict, StaleError, UsageError
-from bot.rollout import CHANGE_CAUSE, image_of
-from commands.base import (
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import KubeConflict, StaleError, UsageError
+from deckhand.bot.rollout import CHANGE_CAUSE, image_of
+from deckhand.commands.base import (
     Command,
     Deps,
     Outcome,
@@ -22,7 +22,7 @@ from commands.base import (
     resolve,
     split_args,
 )
-from commands.restart import restart_patch
+from deckhand.commands.restart import restart_patch
 
 # ConfigMap keys: what Kubernetes accepts (alphanumerics, '-', '_', '.').
 _KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")

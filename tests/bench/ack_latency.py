@@ -17,9 +17,9 @@ Each is run for two configurations:
   slack_sdk's built-in Socket Mode client, which leaves Nagle's algorithm on (it sets TCP_NODELAY
   only on its proxy path), so of several acks sent back to back each waits for the TCP
   acknowledgement of the one before (~40 ms, the peer's delayed ACK); no frozen GC;
-- "as deckhand run serves it": ``App(process_before_response=True)`` as ``bot.__main__.build``
+- "as deckhand run serves it": ``App(process_before_response=True)`` as ``deckhand.bot.__main__.build``
   makes it (the listener only acks and hands over, so it runs on the request thread and the ack is
-  answered the moment it returns); in Socket Mode ``bot.app.socket_mode`` (Bolt's built-in
+  answered the moment it returns); in Socket Mode ``deckhand.bot.app.socket_mode`` (Bolt's built-in
   handler with TCP_NODELAY set on each connection); and ``gc.collect(); gc.freeze()`` once the
   bot is built, as ``run()`` does: the objects made at start are never garbage, yet every full
   collection walked them all, a pause of ~50 ms of every thread, acks included.
@@ -53,8 +53,8 @@ from typing import Any
 import yaml
 from slack_bolt import App
 
-from bot.__main__ import build
-from bot.settings import Settings
+from deckhand.bot.__main__ import build
+from deckhand.bot.settings import Settings
 from tests.e2e.conftest import e2e_config
 
 TARGET = 0.050
@@ -180,7 +180,7 @@ class RemoteStandin:
 def polled_ack(app: App, pipeline: Any, mode: str, secret: str) -> App:
     """The same listeners on an App as the bot had before: Bolt runs them on its listener pool
     and polls for the ack every 10 ms (process_before_response off)."""
-    from bot.app import create_app
+    from deckhand.bot.app import create_app
 
     return create_app(App(client=app.client, signing_secret=secret,
                           request_verification_enabled=mode == "http"), pipeline)
@@ -203,7 +203,7 @@ class Variant:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             return SocketModeHandler(app, token, ping_interval=5)
-        from bot.app import socket_mode
+        from deckhand.bot.app import socket_mode
 
         return socket_mode(app, token)
 
@@ -218,7 +218,7 @@ def served_bot(standin: RemoteStandin, mode: str, variant: Variant) -> Iterator[
     """The bot built as `deckhand run` builds it, connected (Socket Mode) or served (HTTP mode)."""
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-    from bot.http_server import HttpServer
+    from deckhand.bot.http_server import HttpServer
 
     info = standin.info
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.bench.failover [RUNS]
 
 Starts its own test world (a real control plane with KWOK nodes) and a bot built by
-`bot.__main__.build` with the Slack stand-in, `failover.channel` set. A cardano-node runs on a
+`deckhand.bot.__main__.build` with the Slack stand-in, `failover.channel` set. A cardano-node runs on a
 worker; each run kills that worker's heartbeat (`Cluster.stop_node`), waits for the failure
 message, and restarts the node. The delay is the message's arrival at the stand-in minus the
 Ready condition's lastTransitionTime (which has one-second resolution: a delay is at most 1 s
@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from bot.__main__ import build
-from bot.settings import Settings
+from deckhand.bot.__main__ import build
+from deckhand.bot.settings import Settings
 from tests.bench.ack_latency import percentile
 from tests.cluster.build import ensure_built
 from tests.cluster.cluster import Cluster

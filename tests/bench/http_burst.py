@@ -1,15 +1,16 @@
 """Benchmark: a burst of concurrent signed slash commands to the bot in HTTP mode, answered by the
 old server (wsgiref + ThreadingMixIn, as `deckhand run` served HTTP mode before issue 6) and by
-`bot.http_server.HttpServer` (waitress).
+`deckhand.bot.http_server.HttpServer` (waitress).
 
     .venv/bin/python -m tests.bench.http_burst [N] [ROUNDS]
 
 Each round opens N connections at once (default 200; raw http.client posts signed as Slack signs
-them, from a thread pool behind a barrier in a child process), to the real bot built by
-`bot.__main__.build`, with the Slack stand-in as its Web API. Prints, per server: answers, connection errors (resets,
-refusals, timeouts), acks later than Slack's 3 s, and the ack latency percentiles (connect to
-response read), then the old/new ratios. Not a test: it passes or fails nothing. The commands need
-no cluster (help, usage errors): the ack happens before any Kubernetes call anyway.
+them, from a thread pool behind a barrier in a child process), to the real bot built
+by `deckhand.bot.__main__.build`, with the Slack stand-in as its Web API. Prints, per server:
+answers, connection errors (resets, refusals, timeouts), acks later than Slack's 3 s, and the
+ack latency percentiles (connect to response read), then the old/new ratios. Not a test: it
+passes or fails nothing. The commands need no cluster (help, usage errors): the ack happens
+before any Kubernetes call anyway.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ import yaml
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.__main__ import build
-from bot.http_server import HttpServer
-from bot.settings import Settings
+from deckhand.bot.__main__ import build
+from deckhand.bot.http_server import HttpServer
+from deckhand.bot.settings import Settings
 from tests.e2e.conftest import e2e_config
 from tests.slack.http_mode import signature
 from tests.slack.payloads import slash_command_payload

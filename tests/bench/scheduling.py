@@ -30,9 +30,9 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from bot.__main__ import build
-from bot.settings import Settings
-from bot.store import State
+from deckhand.bot.__main__ import build
+from deckhand.bot.settings import Settings
+from deckhand.bot.store import State
 from tests.bench.ack_latency import percentile
 from tests.cluster.build import ensure_built
 from tests.cluster.cluster import Cluster

@@ -119,8 +119,8 @@ class Recorder:
 
 
 def child(spec: dict[str, Any]) -> None:
-    from bot.__main__ import build, limit_malloc_arenas
-    from bot.settings import Settings
+    from deckhand.bot.__main__ import build, limit_malloc_arenas
+    from deckhand.bot.settings import Settings
 
     limit_malloc_arenas()  # as `deckhand run` does
     rounds = int(spec["rounds"])
@@ -228,9 +228,9 @@ def main() -> None:
     from kubernetes import client, config
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.__main__ import build
-    from bot.follow import FollowSpec
-    from bot.settings import Settings
+    from deckhand.bot.__main__ import build
+    from deckhand.bot.follow import FollowSpec
+    from deckhand.bot.settings import Settings
     from tests.cluster.build import ensure_built, tool
     from tests.cluster.cluster import Cluster
     from tests.slack.server import SlackStandin

@@ -27,9 +27,9 @@ import yaml
 from kubernetes import client
 from slack_bolt.adapter.socket_mode.base_handler import BaseSocketModeHandler
 
-from bot.__main__ import build
-from bot.app import Pipeline, socket_mode
-from bot.settings import Settings
+from deckhand.bot.__main__ import build
+from deckhand.bot.app import Pipeline, socket_mode
+from deckhand.bot.settings import Settings
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import Cluster
 from tests.serviceaccount import Installed, install, uninstall

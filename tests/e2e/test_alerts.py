@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from bot.__main__ import start_webhook
-from bot.http_server import HttpServer
+from deckhand.bot.__main__ import start_webhook
+from deckhand.bot.http_server import HttpServer
 from tests.cluster.alertmanager import Alertmanager, run_alertmanager
 from tests.cluster.cluster import free_port
 from tests.e2e.conftest import Bot

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from bot.rollout import RESTARTED_AT
+from deckhand.bot.rollout import RESTARTED_AT
 from tests.cluster.build import tool
 from tests.conftest import AgeIdentity
 from tests.e2e.conftest import Bot

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from bot.rollout import CHANGE_CAUSE, REVISION, progress
+from deckhand.bot.rollout import CHANGE_CAUSE, REVISION, progress
 from tests.cluster.cluster import Cluster
 from tests.e2e.conftest import Bot
 from tests.waiting import wait_until
@@ -65,7 +65,7 @@ def events(bot: Bot, request_id: str | None = None) -> list[str]:
 
 
 def only_request(bot: Bot) -> str:
-    rows = bot.store.in_states(list(__import__("bot.store", fromlist=["State"]).State))
+    rows = bot.store.in_states(list(__import__("deckhand.bot.store", fromlist=["State"]).State))
     assert len(rows) == 1, rows
     return str(rows[0].id)
 
@@ -136,7 +136,7 @@ def test_bad_input_gets_a_clear_answer_and_changes_nothing(
         reply = slack.wait_for_ephemeral(answer, user="U1", since=mark)
         assert "Usage:" in reply.visible_text or "unknown" in reply.visible_text
     assert slack.calls("chat.postMessage") == []
-    assert bot.store.in_states(list(__import__("bot.store", fromlist=["State"]).State)) == []
+    assert bot.store.in_states(list(__import__("deckhand.bot.store", fromlist=["State"]).State)) == []
     assert apps.read_namespaced_deployment("cardano-node", ns).spec.replicas == 1
 
 
@@ -316,7 +316,7 @@ def test_deploy_to_production_with_approval_then_status_history_and_audit(
     assert "revision 1 (current)" in hist.visible_text
     assert "/deploy by <@U1>: succeeded" in hist.visible_text
 
-    from bot.__main__ import main
+    from deckhand.bot.__main__ import main
 
     monkeypatch.setenv("DECKHAND_DATABASE", str(bot.settings.database))
     assert main(["audit", "--since", "1h"]) == 0

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from bot.__main__ import run
-from bot.rollout import RESTARTED_AT
-from bot.settings import Settings
+from deckhand.bot.__main__ import run
+from deckhand.bot.rollout import RESTARTED_AT
+from deckhand.bot.settings import Settings
 from tests.cluster.cluster import Cluster, free_port
 from tests.e2e.conftest import e2e_config
 from tests.e2e.test_pipeline import IMAGE_A, seed
@@ -126,7 +126,7 @@ def test_requests_from_another_workspace_are_refused(running: Any,
     slack_standin.slash_command("/scale", "cardano-node staging 1", user="U1", channel="C1")
     slack_standin.wait_for_ephemeral(r"Requests from another workspace are refused", user="U1")
     assert slack_standin.messages("C1") == []
-    from bot.store import Store
+    from deckhand.bot.store import Store
 
     store = Store(env["database"])
     denied = [e for e in store.audit_since(0) if e.event == "denied"]
@@ -152,7 +152,7 @@ def test_update_config_changes_the_key_and_restarts(running: Any, slack_standin:
         "network": "preview"}
     template = apps.read_namespaced_deployment("cardano-node", ns).spec.template
     assert RESTARTED_AT in (template.metadata.annotations or {})
-    from bot.store import Store
+    from deckhand.bot.store import Store
 
     store = Store(env["database"])
     assert [e.event for e in store.audit_since(0)][-3:] == ["executing", "executed",
@@ -171,7 +171,7 @@ def test_a_channel_the_bot_is_not_in_gets_an_answer_and_nothing_runs(
                                  if "cannot post the confirmation" in str(r.body)], 15,
                         "the answer through response_url")
     assert answer[0].body["response_type"] == "ephemeral"
-    from bot.store import State, Store
+    from deckhand.bot.store import State, Store
 
     store = Store(env["database"])
     [request] = store.in_states(list(State))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from bot.store import State
+from deckhand.bot.store import State
 from tests.e2e.conftest import Bot
 from tests.e2e.test_pipeline import IMAGE_A, action_ids, image, seed
 from tests.waiting import wait_until
@@ -153,7 +153,7 @@ def test_a_restart_resumes_following_and_ends_interrupted_applies(
 
 
 def state_of_row(bot: Bot, msg: Any) -> State:
-    from bot.store import Store
+    from deckhand.bot.store import Store
 
     store = Store(bot.settings.database)
     try:
@@ -196,7 +196,7 @@ def test_sigterm_while_rollouts_are_followed_exits_promptly_and_judges_nothing(
     import time
     import uuid
 
-    from bot.store import Store
+    from deckhand.bot.store import Store
     from tests.e2e.conftest import e2e_config
     from tests.e2e.test_run import start_console_script
 

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from bot.app import Pipeline
-from bot.rollout import RESTARTED_AT, progress
+from deckhand.bot.app import Pipeline
+from deckhand.bot.rollout import RESTARTED_AT, progress
 from tests.cluster.build import tool
 from tests.conftest import AgeIdentity
 from tests.e2e.conftest import Bot

@@ -16,13 +16,13 @@ import pytest
 import yaml
 from kubernetes import client
 
-from bot.cache import ClusterCache
-from bot.config import DeckhandConfig, load_config
-from bot.follow import Ending, FollowEnd, Follower, FollowSpec
-from bot.kube import KubeGateway, KubeSource
-from bot.rollout import Progress
-from commands.base import Deps
-from commands.status import Status
+from deckhand.bot.cache import ClusterCache
+from deckhand.bot.config import DeckhandConfig, load_config
+from deckhand.bot.follow import Ending, FollowEnd, Follower, FollowSpec
+from deckhand.bot.kube import KubeGateway, KubeSource
+from deckhand.bot.rollout import Progress
+from deckhand.commands.base import Deps
+from deckhand.commands.status import Status
 from tests.cluster.cluster import Cluster
 from tests.e2e.conftest import e2e_config
 from tests.e2e.test_pipeline import IMAGE_A, IMAGE_B, seed

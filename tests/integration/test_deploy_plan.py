@@ -14,11 +14,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from bot.config import DeckhandConfig
-from bot.kube import KubeGateway, KubeSource
-from bot.render import render
-from commands.base import Deps
-from commands.deploy import Deploy, DeployArgs, object_changes, owned_fields
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.kube import KubeGateway, KubeSource
+from deckhand.bot.render import render
+from deckhand.commands.base import Deps
+from deckhand.commands.deploy import Deploy, DeployArgs, object_changes, owned_fields
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import Cluster
 from tests.waiting import wait_until

@@ -14,12 +14,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from bot.config import DeckhandConfig
-from bot.errors import DeckhandError, UsageError
-from bot.kube import KubeGateway, KubeSource
-from commands.base import Deps
-from commands.cordon import Cordon, Uncordon
-from commands.failover import Failover
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import DeckhandError, UsageError
+from deckhand.bot.kube import KubeGateway, KubeSource
+from deckhand.commands.base import Deps
+from deckhand.commands.cordon import Cordon, Uncordon
+from deckhand.commands.failover import Failover
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import TOLERATION_SECONDS, Cluster
 from tests.integration.test_deploy_plan import Volumes, _gone

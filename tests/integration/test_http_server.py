@@ -24,7 +24,7 @@ from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.http_server import HttpServer
+from deckhand.bot.http_server import HttpServer
 from tests.slack import fixtures
 from tests.slack.http_mode import Signing, signature
 from tests.slack.payloads import slash_command_payload

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.__main__ import main
+from deckhand.bot.__main__ import main
 from tests.slack import fixtures
 from tests.slack.server import SlackStandin
 

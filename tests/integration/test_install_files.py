@@ -15,9 +15,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from bot.config import load_config
-from bot.kube_rbac import rbac_yaml
-from bot.render import render
+from deckhand.bot.config import load_config
+from deckhand.bot.kube_rbac import rbac_yaml
+from deckhand.bot.render import render
 from tests.cluster.build import tool
 from tests.cluster.cluster import Cluster
 from tests.waiting import wait_until

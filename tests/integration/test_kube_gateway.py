@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from bot.kube import KubeError, KubeGateway, KubeSource
-from bot.rollout import (
+from deckhand.bot.kube import KubeError, KubeGateway, KubeSource
+from deckhand.bot.rollout import (
     CHANGE_CAUSE,
     REVISION,
     RolloutError,

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from bot.errors import KubeUnavailable
-from bot.kube import KubeGateway, KubeSource
+from deckhand.bot.errors import KubeUnavailable
+from deckhand.bot.kube import KubeGateway, KubeSource
 from tests.cluster.cluster import NODES, Cluster
 from tests.cluster.proxy import ApiserverProxy
 from tests.waiting import wait_until

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
-from bot.outbox import SHUTTING_DOWN, Delivered, Outbox, install_retry_handlers
+from deckhand.bot.outbox import SHUTTING_DOWN, Delivered, Outbox, install_retry_handlers
 from tests.slack import fixtures
 from tests.slack.server import SlackStandin
 from tests.waiting import wait_until
@@ -86,7 +86,8 @@ def outbox_warnings(caplog: pytest.LogCaptureFixture, method: str) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "bot.outbox" and r.levelno == logging.WARNING and r.getMessage().startswith(f"outbox: {method}")
+        if r.name == "deckhand.bot.outbox" and r.levelno == logging.WARNING
+        and r.getMessage().startswith(f"outbox: {method}")
     ]
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from slack_sdk.errors import SlackApiError
 
-from bot import health
-from bot.outbox import install_retry_handlers
+from deckhand.bot import health
+from deckhand.bot.outbox import install_retry_handlers
 from tests.slack import fixtures
 from tests.slack.server import SlackStandin
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from bot.config import DeckhandConfig
-from bot.errors import (
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import (
     SecretError,
     SecretRefused,
     SopsNoKey,
@@ -27,10 +27,10 @@ from bot.errors import (
     SopsUnavailable,
     StaleError,
 )
-from bot.kube import KubeGateway, KubeSource
-from bot.sops import MAX_FILE_BYTES, Sops
-from commands.base import Deps
-from commands.secrets import Secrets
+from deckhand.bot.kube import KubeGateway, KubeSource
+from deckhand.bot.sops import MAX_FILE_BYTES, Sops
+from deckhand.commands.base import Deps
+from deckhand.commands.secrets import Secrets
 from tests.cluster.build import REPO_ROOT, tool
 from tests.cluster.cluster import Cluster
 from tests.conftest import AgeIdentity

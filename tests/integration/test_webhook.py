@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import Notification
-from bot.http_server import HttpServer
-from bot.webhook import MAX_BODY, PATH, webhook_app
+from deckhand.bot.alerts import Notification
+from deckhand.bot.http_server import HttpServer
+from deckhand.bot.webhook import MAX_BODY, PATH, webhook_app
 
 TOKEN = "s3cret-token"
 

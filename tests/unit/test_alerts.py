@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot import blocks
-from bot.alerts import AlertThreads, GroupView, Notification, group_id, route
-from bot.config import DeckhandConfig
-from bot.outbox import Delivered
-from bot.store import SCHEMA_VERSION, Store
+from deckhand.bot import blocks
+from deckhand.bot.alerts import AlertThreads, GroupView, Notification, group_id, route
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.outbox import Delivered
+from deckhand.bot.store import SCHEMA_VERSION, Store
 
 CONFIG: dict[str, Any] = {
     "slack": {"team_id": "T1"},

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.approvals import INTERRUPTED, Button, ClickResult, Gate, Recovery
-from bot.store import State, Store
+from deckhand.bot.approvals import INTERRUPTED, Button, ClickResult, Gate, Recovery
+from deckhand.bot.store import State, Store
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import blocks
-from bot.store import Request, State
+from deckhand.bot import blocks
+from deckhand.bot.store import Request, State
 
 
 def request(state: State, approvals: int = 0, **extra: Any) -> Request:

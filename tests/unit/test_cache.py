@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.cache import CLUSTER_SCOPED, NAMESPACED, ClusterCache, matches
-from bot.config import load_config
-from bot.errors import KubeGone, KubeUnavailable
+from deckhand.bot.cache import CLUSTER_SCOPED, NAMESPACED, ClusterCache, matches
+from deckhand.bot.config import load_config
+from deckhand.bot.errors import KubeGone, KubeUnavailable
 from tests.waiting import wait_until
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"

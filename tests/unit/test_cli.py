@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.__main__ import main
+from deckhand.bot.__main__ import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 
@@ -51,7 +51,7 @@ def test_audit_prints_json_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                  capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from bot.store import Store
+    from deckhand.bot.store import Store
 
     db = tmp_path / "d.db"
     store = Store(db)
@@ -68,8 +68,8 @@ def test_audit_prints_json_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_run_without_tokens_says_which_setting_and_touches_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from bot.__main__ import run
-    from bot.settings import Settings
+    from deckhand.bot.__main__ import run
+    from deckhand.bot.settings import Settings
 
     for name in ("DECKHAND_SLACK_BOT_TOKEN", "DECKHAND_SLACK_APP_TOKEN"):
         monkeypatch.delenv(name, raising=False)

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import DeckhandConfig, load_config
-from bot.errors import UsageError
-from commands import COMMANDS
-from commands.deploy import DeployArgs
-from commands.rollback import RollbackArgs
-from commands.scale import ScaleArgs
-from commands.status import StatusArgs
-from commands.update import UpdateArgs
+from deckhand.bot.config import DeckhandConfig, load_config
+from deckhand.bot.errors import UsageError
+from deckhand.commands import COMMANDS
+from deckhand.commands.deploy import DeployArgs
+from deckhand.commands.rollback import RollbackArgs
+from deckhand.commands.scale import ScaleArgs
+from deckhand.commands.status import StatusArgs
+from deckhand.commands.update import UpdateArgs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.config import ConfigError, DeckhandConfig, load_config, parse_duration
+from deckhand.bot.config import ConfigError, DeckhandConfig, load_config, parse_duration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 

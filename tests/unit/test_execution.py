@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from bot import blocks
-from bot.approvals import Gate
-from bot.config import load_config
-from bot.execution import Executions
-from bot.follow import Ending, FollowEnd, FollowSpec
-from bot.outbox import Delivered
-from bot.rollout import Progress
-from bot.store import Request, State, Store
-from commands.base import Deps, Plan, Target
+from deckhand.bot import blocks
+from deckhand.bot.approvals import Gate
+from deckhand.bot.config import load_config
+from deckhand.bot.execution import Executions
+from deckhand.bot.follow import Ending, FollowEnd, FollowSpec
+from deckhand.bot.outbox import Delivered
+from deckhand.bot.rollout import Progress
+from deckhand.bot.store import Request, State, Store
+from deckhand.commands.base import Deps, Plan, Target
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from bot import failover
-from bot.failover import Volume, node_health, pinned_to, quantity, verdict, why_not
+from deckhand.bot import failover
+from deckhand.bot.failover import Volume, node_health, pinned_to, quantity, verdict, why_not
 
 Obj = dict[str, Any]
 CARDANO = "workload.kubernetes.io/cardano"

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from bot.cache import ClusterCache
-from bot.config import DeckhandConfig, FailoverConfig, load_config
-from bot.errors import UsageError
-from bot.rbac import Actor, Policy, StaticGroupDirectory
-from commands import COMMANDS
-from commands.base import Deps
-from commands.cordon import Cordon, Uncordon
-from commands.failover import Failover, evictable
+from deckhand.bot.cache import ClusterCache
+from deckhand.bot.config import DeckhandConfig, FailoverConfig, load_config
+from deckhand.bot.errors import UsageError
+from deckhand.bot.rbac import Actor, Policy, StaticGroupDirectory
+from deckhand.commands import COMMANDS
+from deckhand.commands.base import Deps
+from deckhand.commands.cordon import Cordon, Uncordon
+from deckhand.commands.failover import Failover, evictable
 from tests.unit.test_status_calls import CountingKube, example_objects
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"

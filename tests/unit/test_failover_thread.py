@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.node_threads import Story, _clock
+from deckhand.bot.node_threads import Story, _clock
 
 
 def story() -> Story:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import health
-from bot.store import Request, State, Store
+from deckhand.bot import health
+from deckhand.bot.store import Request, State, Store
 
 
 class Clock:
@@ -120,7 +120,7 @@ def test_the_port_serves_the_three_endpoints(store: Store, tmp_path: Path) -> No
 def test_every_mapped_kubernetes_failure_is_counted_by_status() -> None:
     from kubernetes.client.exceptions import ApiException
 
-    from bot.kube import kube_error
+    from deckhand.bot.kube import kube_error
 
     def count(status: str) -> float:
         return health.REGISTRY.get_sample_value("deckhand_kube_errors_total",

@@ -21,7 +21,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import api_exception
 
-from bot.errors import (
+from deckhand.bot.errors import (
     ClusterError,
     KubeConflict,
     KubeError,
@@ -29,7 +29,7 @@ from bot.errors import (
     KubeNotFound,
     KubeUnavailable,
 )
-from bot.kube import KubeGateway, KubeSource, kube_error
+from deckhand.bot.kube import KubeGateway, KubeSource, kube_error
 
 HOST = "10.0.0.1:6443"
 

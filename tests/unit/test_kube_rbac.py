@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.__main__ import main
-from bot.config import DeckhandConfig, load_config
-from bot.kube_rbac import (
+from deckhand.bot.__main__ import main
+from deckhand.bot.config import DeckhandConfig, load_config
+from deckhand.bot.kube_rbac import (
     CLUSTER,
     NAMESPACED,
     Rule,

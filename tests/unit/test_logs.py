@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from bot import logs
+from deckhand.bot import logs
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import copy
 import json
 from typing import Any
 
-from bot.managed import applied_fields, differences, dotted, fields_of, owned_differences, project, union
-from bot.rollout import CHANGE_CAUSE
-from commands.deploy import deployment_changes, object_changes, owned_fields
+from deckhand.bot.managed import applied_fields, differences, dotted, fields_of, owned_differences, project, union
+from deckhand.bot.rollout import CHANGE_CAUSE
+from deckhand.commands.deploy import deployment_changes, object_changes, owned_fields
 
 
 def k(**keys: Any) -> str:

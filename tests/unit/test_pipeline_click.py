@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.app import Pipeline
-from bot.approvals import Gate
-from bot.config import load_config
-from bot.store import Request, State, Store
-from commands.base import Deps
+from deckhand.bot.app import Pipeline
+from deckhand.bot.approvals import Gate
+from deckhand.bot.config import load_config
+from deckhand.bot.store import Request, State, Store
+from deckhand.commands.base import Deps
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 

@@ -14,8 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.config import DeckhandConfig, load_config
-from bot.render import APPLY_ORDER, ImageRefError, RenderError, render, render_main, to_yaml, validate_image_ref
+from deckhand.bot.config import DeckhandConfig, load_config
+from deckhand.bot.render import (
+    APPLY_ORDER,
+    ImageRefError,
+    RenderError,
+    render,
+    render_main,
+    to_yaml,
+    validate_image_ref,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "deckhand.example.yaml"

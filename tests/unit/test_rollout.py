@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.rollout import REVISION, RolloutError, progress, rollback_patch, rollback_target, why_not_ready
+from deckhand.bot.rollout import REVISION, RolloutError, progress, rollback_patch, rollback_target, why_not_ready
 
 
 def deployment(replicas: int = 2, generation: int = 2, observed: int = 2, updated: int = 2,

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.check_config import check_config_main
-from bot.config import DeckhandConfig, load_config
-from bot.errors import SecretRefused, SopsNoKey, SopsNotEncrypted, SopsTampered, SopsUnavailable
-from bot.rbac import Actor, Policy, StaticGroupDirectory
-from bot.sops import (
+from deckhand.bot.check_config import check_config_main
+from deckhand.bot.config import DeckhandConfig, load_config
+from deckhand.bot.errors import SecretRefused, SopsNoKey, SopsNotEncrypted, SopsTampered, SopsUnavailable
+from deckhand.bot.rbac import Actor, Policy, StaticGroupDirectory
+from deckhand.bot.sops import (
     MAX_FILE_BYTES,
     Metadata,
     classify,
@@ -26,8 +26,8 @@ from bot.sops import (
     read_limited,
     secret_file,
 )
-from commands import COMMANDS
-from commands.secrets import KeyDiff, Secrets, compare, values_of
+from deckhand.commands import COMMANDS
+from deckhand.commands.secrets import KeyDiff, Secrets, compare, values_of
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 ENC = "ENC[AES256_GCM,data:abcd,iv:x,tag:y,type:str]"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.__main__ import run
-from bot.settings import Settings
-from commands import COMMANDS
+from deckhand.bot.__main__ import run
+from deckhand.bot.settings import Settings
+from deckhand.commands import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "deckhand.example.yaml"

@@ -15,10 +15,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_mypy_strict_on_bot_and_commands() -> None:
-    done = run("mypy", "bot", "commands")
+    done = run("mypy", "-p", "deckhand")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_ruff_on_the_whole_tree() -> None:
-    done = run("ruff", "check", "bot", "commands", "tests")
+    done = run("ruff", "check", "deckhand", "bot", "commands", "tests")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from bot import blocks
-from bot.cache import ClusterCache
-from bot.config import DeckhandConfig, load_config
-from bot.errors import KubeUnavailable
-from commands.base import Deps
-from commands.status import Status
+from deckhand.bot import blocks
+from deckhand.bot.cache import ClusterCache
+from deckhand.bot.config import DeckhandConfig, load_config
+from deckhand.bot.errors import KubeUnavailable
+from deckhand.commands.base import Deps
+from deckhand.commands.status import Status
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 Obj = dict[str, Any]

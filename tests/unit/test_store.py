@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import store as store_module
-from bot.store import (
+from deckhand.bot import store as store_module
+from deckhand.bot.store import (
     FINAL_STATES,
     NOTICE_DELIVERED,
     OPEN_STATES,
