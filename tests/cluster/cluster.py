@@ -149,11 +149,12 @@ class Cluster:
         self.started_in["total"] = time.monotonic() - t0
 
     def stop(self) -> None:
-        """Stop every process (kwok first, etcd last) and wait for each to exit."""
+        """Stop every process (kwok first, etcd last) and wait for each to exit. The apiserver
+        keeps no state of its own and takes 15 s to exit on SIGTERM, so it is killed."""
         for name in stop_order(self.procs):
             proc = self.procs.pop(name, None)
             if proc is not None:
-                _terminate(proc.popen)
+                _terminate(proc.popen, signal.SIGKILL if name == "apiserver" else signal.SIGTERM)
 
     def _timed(self, name: str, fn: Callable[[], None]) -> None:
         t = time.monotonic()
@@ -228,12 +229,20 @@ class Cluster:
         """Stop the apiserver process and start it again on the same port with the same etcd,
         after ``down`` seconds: what clients see when the apiserver restarts (open connections
         and watches cut, connections refused meanwhile, then a fresh watch cache, which may
-        answer an old resourceVersion with 410 Gone). Returns once it is ready again."""
+        answer an old resourceVersion with 410 Gone). Returns once it is ready again and every
+        node whose kwok runs is Ready.
+
+        The process is killed (SIGKILL), as a crash would end it: on SIGTERM kube-apiserver
+        takes 15 s or more to exit, and an outage that long outlasts the node-monitor grace
+        period (16 s with the restart), so the node-lifecycle controller would mark the nodes
+        Unknown and evict pods of whatever test runs next. Killed, the outage is 3-4 s."""
         proc = self.procs.pop("apiserver", None)
         if proc is not None:
-            _terminate(proc.popen)
+            _terminate(proc.popen, signal.SIGKILL)
         time.sleep(down)
         self._start_apiserver()
+        for name in [n.removeprefix("kwok-") for n in self.procs if n.startswith("kwok-")]:
+            self.wait_node_ready(name)
 
     def _start_controller_manager(self) -> None:
         assert self.pki is not None
