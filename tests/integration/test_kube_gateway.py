@@ -117,12 +117,16 @@ def test_progress_reports_a_broken_rollout(kube: KubeGateway, namespace: str) ->
     d = deployment("broken", namespace, "example/app:broken", "bad release")
     d["spec"]["progressDeadlineSeconds"] = 3
     kube.apply(d, dry_run=False)
-    seen = []
-    for obj in kube.watch_deployment(namespace, "broken", timeout_seconds=30):
-        p = progress(obj)
-        seen.append(p)
-        if p.failed:
-            break
+    # As the cache follows it: list, then watch from the list's version.
+    items, version = kube.list_raw("Deployment", namespace)
+    seen = [progress(obj) for obj in items if obj["metadata"]["name"] == "broken"]
+    if not seen[-1].failed:
+        for kind, obj in kube.watch_raw("Deployment", namespace, version, timeout_seconds=30):
+            if kind == "BOOKMARK" or obj["metadata"]["name"] != "broken":
+                continue
+            seen.append(progress(obj))
+            if seen[-1].failed:
+                break
     assert seen[-1].failed and "progress deadline exceeded" in seen[-1].message
     pods = kube.list_pods(namespace, "app=broken")
     assert why_not_ready(pods)[0].endswith("main: CrashLoopBackOff "

@@ -3,7 +3,9 @@
 Through the ``apiserver_proxy`` a dead port and a frozen apiserver are reproduced without harming
 the session's cluster: every failure must become a KubeUnavailable with a clear text (never a
 hang, never an unmapped exception), and the same gateway must work again once the apiserver is
-back. One test stops the real apiserver process with SIGSTOP for a few seconds.
+back. One test stops the real apiserver process with SIGSTOP for a few seconds. Lists and
+watches go through ``list_raw``/``watch_raw``, as the cache's informers (bot/cache.py) run them in
+production: list, then watch from the list's resourceVersion.
 
 Times are never asserted: each test states the failure's kind (a refusal is not a timeout) and
 bounds the wait generously, so a hang fails the test while a slow machine does not.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -54,6 +56,20 @@ def kube(apiserver_proxy: ApiserverProxy) -> KubeGateway:
                                   connect_timeout=TIMEOUT, read_timeout=TIMEOUT))
 
 
+def watching(kube: KubeGateway, direct: KubeGateway, namespace: str,
+             timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A watch of the namespace's Deployments, as an informer starts one (list, then watch from
+    the list's version), already past its first event: "web" scaled after the list."""
+    _, version = kube.list_raw("Deployment", namespace)
+    events = kube.watch_raw("Deployment", namespace, version, timeout_seconds=timeout_seconds)
+    web = direct.get_deployment(namespace, "web")
+    assert web is not None
+    direct.scale_deployment(namespace, "web", web["spec"]["replicas"] + 1)
+    kind, obj = next((k, o) for k, o in events if k != "BOOKMARK")
+    assert (kind, obj["metadata"]["name"]) == ("MODIFIED", "web")
+    return events
+
+
 def failing(call: Callable[[], object]) -> tuple[KubeUnavailable, float]:
     """The KubeUnavailable ``call`` raises, and how long it took (printed, bounded loosely)."""
     started = time.monotonic()
@@ -84,6 +100,9 @@ def test_a_dead_port_is_reported_clearly_and_the_gateway_recovers(
     assert not write.may_have_applied
     listed, _ = failing(lambda: kube.list_pods(namespace, "app=web"))
     assert "refused the connection" in str(listed)
+    raw, _ = failing(lambda: kube.list_raw("Pod", namespace))
+    assert str(raw).startswith(f"listing Pods in {namespace}: the Kubernetes API server at {host} "
+                               "refused the connection")
     applied, _ = failing(lambda: kube.apply(deployment("other", namespace), dry_run=False))
     assert str(applied).startswith("applying Deployment other: the Kubernetes API server at")
 
@@ -110,12 +129,16 @@ def test_a_frozen_apiserver_times_out_instead_of_hanging(
     # A read that timed out is not tried again: at most the one new connection it opened.
     assert apiserver_proxy.accepted - before <= 1
     failing(lambda: kube.list_replica_sets(namespace, "app=web"))
+    raw, _ = failing(lambda: kube.list_raw("Deployment", namespace))
+    assert raw.timed_out and str(raw).startswith(f"listing Deployments in {namespace}: ")
+    failing(lambda: kube.list_raw("Node", None))
     failing(lambda: kube.get_configmap(namespace, "nothing"))
     failing(lambda: kube.get("apps/v1", "Deployment", namespace, "web"))
 
     apiserver_proxy.resume()
     assert kube.get_deployment(namespace, "web") is not None
     assert kube.get("apps/v1", "Deployment", namespace, "web") is not None
+    assert [d["metadata"]["name"] for d in kube.list_raw("Deployment", namespace)[0]] == ["web"]
 
 
 def test_discovery_on_a_frozen_apiserver_times_out(
@@ -165,8 +188,7 @@ def test_a_watch_on_a_frozen_apiserver_ends_with_kube_unavailable(
     direct.apply(deployment("web", namespace), dry_run=False)
     # The server would end the watch after 4 s, but the proxy holds back even that; the
     # client's read timeout (4 s + TIMEOUT) must end it.
-    events = kube.watch_deployment(namespace, "web", timeout_seconds=4)
-    assert next(events)["metadata"]["name"] == "web"
+    events = watching(kube, direct, namespace, timeout_seconds=4)
     apiserver_proxy.freeze()
     started = time.monotonic()
     with pytest.raises(KubeUnavailable) as raised:
@@ -176,35 +198,37 @@ def test_a_watch_on_a_frozen_apiserver_ends_with_kube_unavailable(
     print(f"{raised.value} (after {elapsed:.2f} s)")
     assert elapsed < 10 * (4 + TIMEOUT)
     assert raised.value.timed_out and raised.value.__cause__ is not None
-    assert str(raised.value).startswith(f"watching deployment {namespace}/web: the Kubernetes "
+    assert str(raised.value).startswith(f"watching Deployments in {namespace}: the Kubernetes "
                                         "API server at")
 
     apiserver_proxy.resume()
-    assert next(iter(kube.watch_deployment(namespace, "web", timeout_seconds=4))) is not None
+    watching(kube, direct, namespace, timeout_seconds=4)  # a new list and watch work again
 
 
 def test_a_cut_watch_ends_with_kube_unavailable(
         kube: KubeGateway, direct: KubeGateway, apiserver_proxy: ApiserverProxy,
         namespace: str) -> None:
     direct.apply(deployment("web", namespace), dry_run=False)
-    events = kube.watch_deployment(namespace, "web", timeout_seconds=30)
-    next(events)
+    events = watching(kube, direct, namespace, timeout_seconds=30)
     apiserver_proxy.refuse()
     with pytest.raises(KubeUnavailable) as raised:
         for _ in events:
             pass
     assert "was cut" in str(raised.value) and not raised.value.timed_out
+    assert raised.value.__cause__ is not None
 
 
 def test_the_namespace_watch_yields_every_deployment_after_the_listed_version(
         kube: KubeGateway, direct: KubeGateway, namespace: str) -> None:
     direct.apply(deployment("a", namespace), dry_run=False)
-    items, version = kube.list_deployments(namespace)
+    items, version = kube.list_raw("Deployment", namespace)
     assert [d["metadata"]["name"] for d in items] == ["a"] and version
     direct.apply(deployment("b", namespace), dry_run=False)
     direct.scale_deployment(namespace, "a", 2)
     seen: list[tuple[str, str]] = []
-    for kind, obj in kube.watch_deployments(namespace, version, timeout_seconds=10):
+    for kind, obj in kube.watch_raw("Deployment", namespace, version, timeout_seconds=10):
+        if kind == "BOOKMARK":
+            continue
         assert int(obj["metadata"]["resourceVersion"]) > int(version)
         seen.append((kind, obj["metadata"]["name"]))
         if ("MODIFIED", "a") in seen and ("ADDED", "b") in seen:

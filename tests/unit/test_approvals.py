@@ -11,19 +11,7 @@ import pytest
 
 from deckhand.bot.approvals import INTERRUPTED, Button, ClickResult, Gate, Recovery
 from deckhand.bot.store import State, Store
-
-
-@dataclass(frozen=True)
-class Who:
-    user_id: str
-    team_id: str = "T1"
-    channel_id: str | None = "C1"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    allowed: bool
-    reason: str = ""
+from tests.unit.fakes import Decision, Who
 
 
 @dataclass
@@ -39,18 +27,18 @@ class TablePolicy:
     checked: list[str] = field(default_factory=list)
     """Who each check was about, in order."""
 
-    def check(self, actor: Who, action: str, environment: str, workload: str) -> Verdict:
+    def check(self, actor: Who, action: str, environment: str, workload: str) -> Decision:
         self.checked.append(actor.user_id)
         if self.during_check is not None:
             self.during_check()
         ok = actor.user_id in self.actors
-        return Verdict(ok, "" if ok else f"{actor.user_id} may not {action}")
+        return Decision(ok, "" if ok else f"{actor.user_id} may not {action}")
 
-    def may_approve(self, actor: Who, environment: str, workload: str) -> Verdict:
+    def may_approve(self, actor: Who, environment: str, workload: str) -> Decision:
         if self.during_may_approve is not None:
             self.during_may_approve()
         ok = actor.user_id in self.approvers
-        return Verdict(ok, "" if ok else f"{actor.user_id} may not approve in {environment}")
+        return Decision(ok, "" if ok else f"{actor.user_id} may not approve in {environment}")
 
 
 class Clock:

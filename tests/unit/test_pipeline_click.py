@@ -6,29 +6,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from deckhand.bot.app import Pipeline
 from deckhand.bot.approvals import Gate
 from deckhand.bot.config import load_config
 from deckhand.bot.store import Request, State, Store
 from deckhand.commands.base import Deps
+from tests.unit.fakes import AllowAll, Who
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
-
-
-@dataclass(frozen=True)
-class Allow:
-    allowed: bool = True
-    reason: str = ""
-
-
-class Policy:
-    def check(self, actor: Any, action: str, environment: str, workload: str) -> Allow:
-        return Allow()
-
-    def may_approve(self, actor: Any, environment: str, workload: str) -> Allow:
-        return Allow()
 
 
 @dataclass
@@ -43,20 +29,13 @@ class Executions:
         self.started.append(request)
 
 
-@dataclass(frozen=True)
-class Who:
-    user_id: str = "U1"
-    team_id: str = "T1"
-    channel_id: str | None = "C1"
-
-
 def test_a_click_before_the_message_is_recorded_uses_the_clicked_message(tmp_path: Path) -> None:
     store = Store(tmp_path / "d.db")
-    gate = Gate(store, Policy())
+    gate = Gate(store, AllowAll())
     executions = Executions()
     pool = ThreadPoolExecutor(1)
     pipeline = Pipeline(Deps(config=load_config(EXAMPLE), kube=None, store=store),  # type: ignore[arg-type]
-                        store, Policy(), gate, pool, executions, None)  # type: ignore[arg-type]
+                        store, AllowAll(), gate, pool, executions, None)  # type: ignore[arg-type]
     request = gate.open(verb="restart", args={}, workload="cardano-node", environment="dev",
                         namespace="ns", actor=Who(), channel="C1", plan={"summary": []},
                         approvals_required=0, lifetime_seconds=600)
