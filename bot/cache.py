@@ -164,6 +164,8 @@ class Informer:
             except KubeGone:
                 version = None  # too old to resume from: list again
             except KubeError as e:
+                if self._stopped.is_set():
+                    return  # cut by the shutdown itself: nothing to report
                 self._unreachable(e)
                 version = None
                 self._stopped.wait(BACKOFF[min(failures, len(BACKOFF) - 1)])
