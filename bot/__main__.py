@@ -93,7 +93,8 @@ def build(settings: Settings) -> tuple[App, Pipeline]:
     pipeline = Pipeline(deps, store, policy, gate, answering, executions, outbox)
     pipeline.alerts = AlertThreads(config, store, outbox)
     if config.failover.channel:
-        pipeline.node_threads = NodeThreads(config, cache, outbox, config.failover.channel)
+        pipeline.node_threads = NodeThreads(config, cache, outbox, store,
+                                            config.failover.channel)
     if settings.alertmanager_url:
         pipeline.alertmanager = AlertmanagerClient(settings.alertmanager_url)
     secret = settings.slack_signing_secret.get_secret_value() if \

@@ -41,7 +41,7 @@ from deckhand.bot.alerts import AlertThreads, GroupView
 from deckhand.bot.approvals import Button, Gate
 from deckhand.bot.errors import DeckhandError, UsageError
 from deckhand.bot.execution import Executions
-from deckhand.bot.node_threads import NodeThreads
+from deckhand.bot.node_threads import NODE_COMMANDS, NodeThreads, node_command
 from deckhand.bot.outbox import Outbox
 from deckhand.bot.payloads import BlockAction, SlashCommand
 from deckhand.bot.rbac import Actor, Policy
@@ -58,6 +58,7 @@ ALERT_MEMORY_SECONDS = 30 * 24 * 3600
 log = logging.getLogger("deckhand")
 
 _ALERT_PREFIX = "deckhand_alert_"
+_NODE_PREFIX = "deckhand_node_"
 
 _BUTTONS = {blocks.ACTION_CONFIRM: Button.CONFIRM, blocks.ACTION_CANCEL: Button.CANCEL,
             blocks.ACTION_APPROVE: Button.APPROVE, blocks.ACTION_REJECT: Button.REJECT}
@@ -221,8 +222,8 @@ class Pipeline:
         actor = Actor(body.user.id, body.team_id, body.channel_id)
         reply = Reply(client, body.channel_id, actor.user_id, body.response_url)
         # A gate button's value is its request's id; the Rollback offer opens a new request.
-        scope = None if action.action_id == blocks.ACTION_ROLLBACK or \
-            action.action_id.startswith(_ALERT_PREFIX) else action.value
+        scope = None if action.action_id in (blocks.ACTION_ROLLBACK, blocks.ACTION_UNCORDON) or \
+            action.action_id.startswith((_ALERT_PREFIX, _NODE_PREFIX)) else action.value
         with logs.request_scope(scope):
             self._click(body, actor, reply)
 
@@ -232,8 +233,17 @@ class Pipeline:
             if action.action_id == blocks.ACTION_ROLLBACK:
                 self._rollback_offer(action.value, actor, reply, body.thread_ts)
                 return
+            if action.action_id == blocks.ACTION_UNCORDON:
+                # The Uncordon offer of a drill's or /cordon's result: a new /uncordon through
+                # the same gate, in that request's thread.
+                self._command("uncordon", action.value, actor, reply, thread_ts=body.thread_ts)
+                return
             if action.action_id.startswith(_ALERT_PREFIX):
                 self._alert_click(action.action_id, action.value, actor, reply)
+                return
+            if action.action_id.startswith(_NODE_PREFIX):
+                self._node_click(action.action_id, action.value, actor, reply,
+                                 body.message.ts if body.message is not None else None)
                 return
             result = self.gate.click(action.value, actor, _BUTTONS[action.action_id])
             if result.notice:
@@ -284,6 +294,22 @@ class Pipeline:
             self._unsilence(view, actor, reply)
         elif action_id.startswith(blocks.ACTION_ALERT_SILENCE):
             self._silence(view, int(arg), actor, reply)
+
+    def _node_click(self, action_id: str, node: str, actor: Actor, reply: Reply,
+                    clicked_ts: str | None) -> None:
+        """A button of a node-failure message: the same request as if the clicker had typed the
+        command (/cordon, /failover drill, out-of-service, in-service) in that message's
+        thread: same gate, same approvals."""
+        one_name = node.split() == [node]
+        found = self.node_threads.thread_of(node) if self.node_threads is not None and \
+            one_name and action_id in NODE_COMMANDS else None
+        if found is None:
+            reply.private(f"Deckhand has no failure story of node {node!r} (any more); nothing "
+                          "was done.")
+            return
+        verb, text = node_command(action_id, node)
+        # ts None: clicked before the post's completion was recorded; the clicked message is it.
+        self._command(verb, text, actor, reply, thread_ts=found[1] or clicked_ts)
 
     def _may_silence(self, view: GroupView, actor: Actor, reply: Reply, what: str) -> bool:
         assert view.environment is not None and view.workload is not None
@@ -370,6 +396,7 @@ class Pipeline:
             self.executions.notify(request, thread_reply=False)
         self.store.prune_deliveries(time.time() - DELIVERY_MEMORY_SECONDS)
         self.store.prune_alert_groups(time.time() - ALERT_MEMORY_SECONDS)
+        self.store.prune_node_threads(time.time() - ALERT_MEMORY_SECONDS)
 
     def resume(self) -> None:
         """After a restart: start the outbox and the cache's watches, then finish what the last
@@ -390,6 +417,8 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.executions.follower.stop()
+        if self.node_threads is not None:
+            self.node_threads.stop()
         if self.deps.cache is not None:
             self.deps.cache.stop()
         self.executions.pool.shutdown(wait=False, cancel_futures=True)
@@ -426,9 +455,10 @@ def create_app(app: App, pipeline: Pipeline) -> App:
         acked(context)
         pipeline.executor.submit(pipeline.click, body, client)
 
-    for action_id in [*_BUTTONS, blocks.ACTION_ROLLBACK]:
+    for action_id in [*_BUTTONS, blocks.ACTION_ROLLBACK, blocks.ACTION_UNCORDON]:
         app.action(action_id)(on_action)
     app.action(re.compile("^" + re.escape(_ALERT_PREFIX)))(on_action)
+    app.action(re.compile("^" + re.escape(_NODE_PREFIX)))(on_action)
     return app
 
 

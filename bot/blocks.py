@@ -25,6 +25,7 @@ from deckhand.bot.store import OPEN_STATES, Request, State
 
 if TYPE_CHECKING:
     from deckhand.bot.alerts import AlertView, GroupView
+    from deckhand.bot.node_threads import Story
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -34,6 +35,8 @@ ACTION_CANCEL = "deckhand_cancel"
 ACTION_APPROVE = "deckhand_approve"
 ACTION_REJECT = "deckhand_reject"
 ACTION_ROLLBACK = "deckhand_rollback"
+# On the result of a drill or a /cordon: the node stays cordoned; the value is the node's name.
+ACTION_UNCORDON = "deckhand_uncordon"
 # Alert thread buttons; each value is "<group id>" ("<group id> <n>" for scale and silence).
 ACTION_ALERT_ROLLBACK = "deckhand_alert_rollback"
 ACTION_ALERT_RESTART = "deckhand_alert_restart"
@@ -44,6 +47,17 @@ ACTION_ALERT_UNSILENCE = "deckhand_alert_unsilence"
 ALERT_ACTIONS = (ACTION_ALERT_ROLLBACK, ACTION_ALERT_RESTART, ACTION_ALERT_SCALE,
                  ACTION_ALERT_STATUS, ACTION_ALERT_SILENCE, ACTION_ALERT_UNSILENCE)
 SILENCE_HOURS = (1, 4, 24)
+# Node-failure message buttons (bot/node_threads.py); each value is the node's name.
+ACTION_NODE_CORDON = "deckhand_node_cordon"
+ACTION_NODE_DRAIN = "deckhand_node_drain"
+ACTION_NODE_OUT_OF_SERVICE = "deckhand_node_out_of_service"
+ACTION_NODE_IN_SERVICE = "deckhand_node_in_service"
+NODE_ACTIONS = (ACTION_NODE_CORDON, ACTION_NODE_DRAIN, ACTION_NODE_OUT_OF_SERVICE,
+                ACTION_NODE_IN_SERVICE)
+#: Shown with "Mark out of service" (and in its confirmation dialog).
+OUT_OF_SERVICE_WARNING = ("Only safe when the node is really powered off: Kubernetes "
+                          "force-deletes its pods and releases their volumes, and a node that "
+                          "still runs could go on writing to them.")
 # Alerts listed in a root; the rest are counted (a group can hold hundreds).
 MAX_ALERTS_SHOWN = 20
 
@@ -74,8 +88,8 @@ def request_message(request: Request, progress: list[str] | None = None
     """The request's one message: plan, state, approvals, progress and the buttons still valid."""
     plan = request.plan
     state = request.state
-    head = (f"{_ICONS[state]} */{request.verb}* {request.workload} in *{request.environment}* "
-            f"requested by <@{request.requester}> — *{state}*")
+    head = (f"{_ICONS[state]} {request_title(request, bold=True)} requested by "
+            f"<@{request.requester}> — *{state}*")
     blocks: list[Block] = [_section(head)]
     body = "\n".join(plan.get("summary", []))
     if plan.get("changes"):
@@ -113,8 +127,33 @@ def request_message(request: Request, progress: list[str] | None = None
         blocks.append(ActionsBlock(elements=[ButtonElement(
             text="Roll back", action_id=ACTION_ROLLBACK, style="danger",
             value=f"{request.workload} {request.environment}")]))
-    fallback = f"/{request.verb} {request.workload} in {request.environment}: {state}"
+    node = _left_cordoned(request)
+    if state in (State.SUCCEEDED, State.FAILED) and node:
+        blocks.append(ActionsBlock(elements=[ButtonElement(
+            text=f"Uncordon {node}", action_id=ACTION_UNCORDON, value=node)]))
+    fallback = f"{request_title(request)}: {state}"
     return fallback, _dump(blocks)
+
+
+def request_title(request: Request, bold: bool = False) -> str:
+    """"/deploy cardano-node in production", or for a node: "/failover drill netcup-worker-1
+    (approved as production)"."""
+    b = "*" if bold else ""
+    target = request.plan.get("target") or {}
+    if target.get("kind") == "Node":
+        sub = request.args.get("sub")
+        verb = f"/{request.verb} {sub}" if isinstance(sub, str) else f"/{request.verb}"
+        return (f"{b}{verb}{b} {target.get('name')} (approved as {b}{request.environment}{b})")
+    return f"{b}/{request.verb}{b} {request.workload} in {b}{request.environment}{b}"
+
+
+def _left_cordoned(request: Request) -> str | None:
+    """The node a finished drill or /cordon leaves cordoned (its Uncordon offer), else None."""
+    drill = request.verb == "failover" and request.args.get("sub") == "drill"
+    if not (drill or request.verb == "cordon"):
+        return None
+    node = (request.plan.get("target") or {}).get("name")
+    return node if isinstance(node, str) and node else None
 
 
 def _roles(roles: list[str] | None) -> str:
@@ -262,6 +301,39 @@ def alert_news(joined: list[AlertView], resolved: list[AlertView], resolved_afte
         out += _packed([_alert_line(a) for a in joined])
     out += [_section(n) for n in notices]
     return " · ".join(parts), _dump(out)
+
+
+# -- node-failure messages ------------------------------------------------------------------------
+
+_NODE_BUTTONS = {
+    ACTION_NODE_CORDON: ("Cordon", None),
+    ACTION_NODE_DRAIN: ("Drain", None),
+    ACTION_NODE_OUT_OF_SERVICE: ("Mark out of service", "danger"),
+    ACTION_NODE_IN_SERVICE: ("Back in service", "primary"),
+}
+
+
+def node_failure(story: Story) -> tuple[str, list[dict[str, Any]]]:
+    """The node-failure message: what happened so far, and the buttons its state offers (each
+    click becomes a request through the gate, posted in this message's thread)."""
+    text = story.text()
+    out: list[Block] = [_section(text)]
+    offers = story.offers()
+    if ACTION_NODE_OUT_OF_SERVICE in offers:
+        out.append(ContextBlock(elements=[MarkdownTextObject(
+            text=f":warning: *Mark out of service*: {OUT_OF_SERVICE_WARNING}")]))
+    if offers:
+        out.append(ActionsBlock(elements=[_node_button(a, story.node) for a in offers]))
+    return text.split("\n", 1)[0].replace("*", ""), _dump(out)
+
+
+def _node_button(action_id: str, node: str) -> ButtonElement:
+    label, style = _NODE_BUTTONS[action_id]
+    confirm = ConfirmObject(title="Mark out of service?", text=f"{node}: {OUT_OF_SERVICE_WARNING}",
+                            confirm="Request it", deny="Cancel") \
+        if action_id == ACTION_NODE_OUT_OF_SERVICE else None
+    return ButtonElement(text=label, action_id=action_id, value=node, style=style,
+                         confirm=confirm)
 
 
 def _packed(lines: list[str]) -> list[Block]:

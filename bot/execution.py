@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -127,8 +128,10 @@ class Executions:
             except KubeError:
                 earlier = None  # the execution below reports the cluster's state itself
         started = time.monotonic()
+        # A long execution (a drill) shows its steps live in the request's message.
+        deps = replace(self.deps, progress=lambda lines: self.show(request, lines))
         try:
-            outcome = cmd.execute(self.deps, plan, request.requester)
+            outcome = cmd.execute(deps, plan, request.requester)
             metrics.applied(request.verb, time.monotonic() - started)
         except StaleError as e:
             self.finish(request, State.FAILED, str(e), event="stale")
@@ -251,5 +254,4 @@ class Executions:
 def announcement(request: Request) -> str:
     """The thread reply that tells the requester how it ended (an edit notifies nobody)."""
     message = (request.result or {}).get("message") or ""
-    return (f"<@{request.requester}> /{request.verb} {request.workload} in "
-            f"{request.environment} {request.state}: {message}")
+    return f"<@{request.requester}> {blocks.request_title(request)} {request.state}: {message}"

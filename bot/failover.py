@@ -286,11 +286,14 @@ def pvs_of(spec: Obj, pvcs: Mapping[str, Obj], pvs: Mapping[str, Obj]) -> list[V
     return out
 
 
-def _pending_reason(pod: Obj) -> str:
+def pending_reason(pod: Obj) -> str | None:
+    """Why the scheduler has not placed ``pod``: its PodScheduled condition's message, the same
+    text the scheduler puts in its FailedScheduling event (e.g. "0/3 nodes are available: 1
+    node(s) had volume node affinity conflict, ..."); None if the pod is not waiting for it."""
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "PodScheduled" and c.get("status") == "False":
             return str(c.get("message") or c.get("reason") or "not scheduled yet")
-    return "not scheduled yet"
+    return None
 
 
 def verdict(spec: Obj, pods: list[Obj], nodes: Iterable[Obj], volumes: list[Volume],
@@ -304,7 +307,7 @@ def verdict(spec: Obj, pods: list[Obj], nodes: Iterable[Obj], volumes: list[Volu
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     pending = [p for p in live if not (p.get("spec") or {}).get("nodeName")]
     if pending:
-        return Verdict(False, f"degraded: pod Pending: {_pending_reason(pending[0])}")
+        return Verdict(False, f"degraded: pod Pending: {pending_reason(pending[0]) or 'not scheduled yet'}")
     here = sorted({p["spec"]["nodeName"] for p in live})
     mine = {p["metadata"]["name"] for p in pods}
     used = usage_by_node(p for p in others if p["metadata"]["name"] not in mine)

@@ -31,12 +31,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import urllib3
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
@@ -48,6 +49,8 @@ FIELD_MANAGER = "deckhand"
 # The generated client would default every PATCH to a JSON patch; say which kind each one is.
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/strategic-merge-patch+json"
+# RFC 7386: a list in it replaces the whole list (a node's taints, read-modify-written).
+JSON_MERGE_PATCH = "application/merge-patch+json"
 
 # Pauses before the second and third attempt of a read that failed fast (refused, reset): long
 # enough to ride out an apiserver restart's first instants, short next to any timeout.
@@ -305,15 +308,6 @@ class KubeGateway:
         return self._read(context, lambda: api.read_namespaced_deployment(name, namespace),
                           f"reading deployment {namespace}/{name}")
 
-    def list_deployments(self, namespace: str,
-                         context: str | None = None) -> tuple[list[Obj], str]:
-        """Every Deployment in ``namespace``, and the list's resourceVersion to watch from."""
-        api = client.AppsV1Api(self._api(context))
-        listed = self._call(context, f"listing deployments in {namespace}",
-                            lambda: api.list_namespaced_deployment(namespace), write=False)
-        version = listed.metadata.resource_version if listed.metadata else None
-        return [self._plain(context, d) for d in listed.items], str(version or "")
-
     def list_replica_sets(self, namespace: str, selector: str,
                           context: str | None = None) -> list[Obj]:
         api = client.AppsV1Api(self._api(context))
@@ -329,13 +323,6 @@ class KubeGateway:
                           lambda: api.list_namespaced_pod(namespace, label_selector=selector),
                           write=False)
         return [self._plain(context, p) for p in pods.items]
-
-    def list_pvcs(self, namespace: str, context: str | None = None) -> list[Obj]:
-        api = client.CoreV1Api(self._api(context))
-        pvcs = self._call(context, f"listing volume claims in {namespace}",
-                          lambda: api.list_namespaced_persistent_volume_claim(namespace),
-                          write=False)
-        return [self._plain(context, p) for p in pvcs.items]
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str,
             context: str | None = None) -> Obj | None:
@@ -468,6 +455,42 @@ class KubeGateway:
                        write=True)
         return self._plain(context, n)
 
+    def set_taint(self, name: str, taint: Obj, present: bool, context: str | None = None,
+                  attempts: int = 5) -> bool:
+        """Add ``taint`` to a node (``present``) or remove every taint with its key, keeping the
+        node's other taints; False if there was nothing to change.
+
+        Read, then a JSON merge patch of the whole ``spec.taints`` list that carries the read
+        resourceVersion: if anything changed the node in between (the node-lifecycle controller
+        adds and removes its own taints), the write is refused (409) and done again from a fresh
+        read, up to ``attempts`` times."""
+        api = client.CoreV1Api(self._api(context))
+        what = f"{'tainting' if present else 'untainting'} node {name}"
+        for _ in range(attempts):
+            node = self.get_node(name, context)
+            if node is None:
+                raise KubeNotFound(f"{what}: the node does not exist", 404)
+            taints = (node.get("spec") or {}).get("taints") or []
+            others = [t for t in taints if t.get("key") != taint["key"]]
+            wanted = [*others, taint] if present else others
+            if present and any(t.get("key") == taint["key"] and t.get("value") == taint.get(
+                    "value") and t.get("effect") == taint["effect"] for t in taints):
+                return False
+            if not present and len(wanted) == len(taints):
+                return False
+            body = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+                    "spec": {"taints": wanted}}
+            try:
+                self._call(context, what,
+                           partial(api.patch_node, name, body, _content_type=JSON_MERGE_PATCH,
+                                   field_manager=FIELD_MANAGER),
+                           write=True)
+                return True
+            except KubeConflict:
+                continue
+        raise KubeConflict(f"{what}: the node kept changing ({attempts} attempts); nothing was "
+                           "changed", 409)
+
     def evict_pod(self, namespace: str, name: str, context: str | None = None) -> None:
         """Ask to evict a pod through the Eviction API, which honours PodDisruptionBudgets: a
         budget that forbids it now answers 429 (a :class:`~deckhand.bot.errors.KubeError` with that
@@ -479,59 +502,6 @@ class KubeGateway:
                    # The client serializes a plain dict body as it is; its hint says V1Eviction.
                    lambda: api.create_namespaced_pod_eviction(name, namespace, body),  # type: ignore[arg-type]
                    write=True)
-
-    # -- watching ------------------------------------------------------------------------------
-
-    def _watch(self, context: str | None, what: str, list_call: Callable[..., Any],
-               *args: Any, timeout_seconds: int, **kwargs: Any) -> Iterator[tuple[str, Obj]]:
-        """Yield (event type, object) until the server ends the watch after ``timeout_seconds``.
-
-        The client's read timeout is the server's plus the usual read timeout: an idle watch
-        hears nothing until the server closes it, but a frozen apiserver ends it with
-        KubeUnavailable. Not retried: the caller decides how to resume (and from which version).
-        """
-        limits = (self._source.connect_timeout, timeout_seconds + self._source.read_timeout)
-        w = watch.Watch()
-        heard = time.monotonic()
-        try:
-            for event in w.stream(list_call, *args, timeout_seconds=timeout_seconds,
-                                  _request_timeout=limits, **kwargs):
-                heard = time.monotonic()
-                yield str(event["type"]), self._plain(context, event["object"])
-        except FAILURES as e:
-            silent = time.monotonic() - heard
-            waited = min(limits, key=lambda limit: abs(limit - silent))
-            raise kube_error(e, what, host=self._host(context), waited=waited,
-                             write=False) from e
-        finally:
-            w.stop()
-
-    def watch_deployment(self, namespace: str, name: str, timeout_seconds: int,
-                         context: str | None = None) -> Iterator[Obj]:
-        """Yield the Deployment each time it changes, for at most ``timeout_seconds``."""
-        api = client.AppsV1Api(self._api(context))
-        for _, obj in self._watch(context, f"watching deployment {namespace}/{name}",
-                                  api.list_namespaced_deployment, namespace,
-                                  field_selector=f"metadata.name={name}",
-                                  timeout_seconds=timeout_seconds):
-            yield obj
-
-    def watch_deployments(self, namespace: str, resource_version: str, timeout_seconds: int,
-                          context: str | None = None) -> Iterator[tuple[str, Obj]]:
-        """Yield (event type, Deployment) for every Deployment in ``namespace`` that changes
-        after ``resource_version`` (from :meth:`list_deployments` or the last event seen), for
-        at most ``timeout_seconds``.
-
-        Event types are ADDED, MODIFIED and DELETED, each with a whole Deployment whose
-        ``metadata.resourceVersion`` is the version to resume from. (Bookmarks are not asked
-        for, so every object is a Deployment.) If the version is too old for the server, this
-        raises :class:`~deckhand.bot.errors.KubeGone`: list again.
-        """
-        api = client.AppsV1Api(self._api(context))
-        yield from self._watch(context, f"watching deployments in {namespace}",
-                               api.list_namespaced_deployment, namespace,
-                               resource_version=resource_version,
-                               timeout_seconds=timeout_seconds)
 
     # -- raw reads for the cache (bot/cache.py) --------------------------------------------------
 
@@ -576,8 +546,12 @@ class KubeGateway:
         ``resource_version``, for at most ``timeout_seconds``; bookmarks are asked for (type
         BOOKMARK: only the object's resourceVersion is meaningful), so a quiet watch still
         resumes from a recent version. A version too old for the server raises
-        :class:`~deckhand.bot.errors.KubeGone`: list again. Same timeouts and errors as the other
-        watches."""
+        :class:`~deckhand.bot.errors.KubeGone`: list again.
+
+        The client's read timeout is the server's plus the usual read timeout: an idle watch
+        hears nothing until the server closes it, but a frozen apiserver ends it with
+        KubeUnavailable. Not retried: the caller decides how to resume (and from which version).
+        """
         call, args = self._lister(kind, namespace, context)
         where = f" in {namespace}" if namespace else ""
         what = f"watching {kind}s{where}"

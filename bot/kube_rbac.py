@@ -142,9 +142,11 @@ def node_rules(config: DeckhandConfig) -> list[Rule]:
 
 def failover_rules(config: DeckhandConfig) -> list[Rule]:
     """/failover status reads nodes, volumes and storage classes (binding mode); /cordon,
-    /uncordon and /failover drill read a node and patch its ``spec.unschedulable``."""
+    /uncordon and /failover drill read a node and patch its ``spec.unschedulable``;
+    /failover out-of-service and in-service patch its ``spec.taints``."""
     return [Rule("", ("nodes", "persistentvolumes"), ("list",), why="/failover status"),
-            Rule("", ("nodes",), ("get", "patch"), why="/cordon, /uncordon, /failover drill"),
+            Rule("", ("nodes",), ("get", "patch"),
+                 why="/cordon, /uncordon, /failover drill, out-of-service, in-service"),
             Rule("storage.k8s.io", ("storageclasses",), ("get",),
                  why="/failover status: the binding mode")]
 

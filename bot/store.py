@@ -125,6 +125,24 @@ class AlertGroup(BaseModel):
     updated_at: float
 
 
+class NodeThread(BaseModel):
+    """One node failure (the node + its Ready condition's transition) and its message
+    (bot/node_threads.py)."""
+
+    node: str
+    since: str
+    """The Ready condition's lastTransitionTime when the node stopped being Ready."""
+    channel: str
+    ts: str | None
+    """The message's ts; None until Slack returned it."""
+    story: dict[str, Any]
+    """What the message shows (bot/node_threads.py ``Story``)."""
+    closed_at: float | None
+    """When the node was seen Ready again (the story ended); None while it is down."""
+    created_at: float
+    updated_at: float
+
+
 class AlertSilence(BaseModel):
     id: str
     """Alertmanager's silence ID."""
@@ -256,12 +274,32 @@ CREATE INDEX alert_silences_group ON alert_silences (group_key, created_at);
 """
 """Schema version 3: alert groups and their threads, the alerts they showed, their silences."""
 
+_V4 = """
+-- One row per node failure: the node and its Ready condition's transition to NotReady/Unknown
+-- (so one failure never gets two messages), the message, and what it shows.
+CREATE TABLE node_threads (
+    node TEXT NOT NULL,
+    since TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    ts TEXT,
+    story TEXT NOT NULL,
+    closed_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (node, since)
+);
+-- Serves open_node_threads(): the stories a restart continues.
+CREATE INDEX node_threads_open ON node_threads (node) WHERE closed_at IS NULL;
+"""
+"""Schema version 4: node-failure messages (the failover thread), continued after a restart."""
+
 Migration = tuple[int, str | Callable[[sqlite3.Connection], None]]
 
 _MIGRATIONS: tuple[Migration, ...] = (
     (1, _V1),
     (2, _V2),
     (3, _V3),
+    (4, _V4),
 )
 
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
@@ -589,6 +627,59 @@ class Store:
             return db.execute("UPDATE alert_silences SET expired_by = ? WHERE id = ? AND "
                               "expired_by IS NULL", (by, silence_id)).rowcount == 1
 
+    # -- node-failure threads (bot/node_threads.py) ----------------------------------------
+
+    def open_node_thread(self, node: str, since: str, channel: str,
+                         story: dict[str, Any]) -> bool:
+        """Record a new failure of ``node`` (Ready condition changed at ``since``); False if this
+        failure already has a row (open or closed): it must not get a second message."""
+        now = self._clock()
+        with self._tx() as db:
+            return db.execute(
+                "INSERT OR IGNORE INTO node_threads (node, since, channel, ts, story, closed_at, "
+                "created_at, updated_at) VALUES (?, ?, ?, NULL, ?, NULL, ?, ?)",
+                (node, since, channel, json.dumps(story), now, now)).rowcount == 1
+
+    def save_node_story(self, node: str, since: str, story: dict[str, Any], *,
+                        closed: bool = False) -> None:
+        """Store what the message of this failure shows now; ``closed``: the story ended."""
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("UPDATE node_threads SET story = ?, updated_at = ?, closed_at = CASE WHEN "
+                       "? THEN COALESCE(closed_at, ?) ELSE closed_at END WHERE node = ? AND "
+                       "since = ?", (json.dumps(story), now, closed, now, node, since))
+
+    def set_node_thread_ts(self, node: str, since: str, ts: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE node_threads SET ts = ? WHERE node = ? AND since = ?",
+                       (ts, node, since))
+
+    def node_thread(self, node: str, since: str) -> NodeThread | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM node_threads WHERE node = ? AND since = ?",
+                                   (node, since)).fetchone()
+        return _node_thread(row) if row is not None else None
+
+    def open_node_threads(self) -> list[NodeThread]:
+        """The failures whose node was not seen Ready again, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM node_threads INDEXED BY node_threads_open "
+                                    "WHERE closed_at IS NULL ORDER BY created_at").fetchall()
+        return [_node_thread(r) for r in rows]
+
+    def latest_node_thread(self, node: str) -> NodeThread | None:
+        """The newest failure of ``node``, open or closed."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM node_threads WHERE node = ? "
+                                   "ORDER BY created_at DESC LIMIT 1", (node,)).fetchone()
+        return _node_thread(row) if row is not None else None
+
+    def prune_node_threads(self, older_than: float) -> int:
+        """Forget failures that ended before ``older_than``; return how many."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM node_threads WHERE closed_at IS NOT NULL AND "
+                              "closed_at < ?", (older_than,)).rowcount
+
     # -- audit ---------------------------------------------------------------------------------
 
     def audit(self, event: str, *, request: Request | None = None, user_id: str | None = None,
@@ -633,6 +724,10 @@ def _request(row: sqlite3.Row, approvers: list[str]) -> Request:
 
 def _alert_group(row: sqlite3.Row) -> AlertGroup:
     return AlertGroup(**{**dict(row), "data": json.loads(row["data"])})
+
+
+def _node_thread(row: sqlite3.Row) -> NodeThread:
+    return NodeThread(**{**dict(row), "story": json.loads(row["story"])})
 
 
 def _version(db: sqlite3.Connection) -> int:

@@ -12,6 +12,7 @@ or surplus words are usage errors, and nothing is changed.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -39,6 +40,10 @@ class Deps:
     it once synced; a staleness check never does."""
     sops: Sops | None = None
     """Decrypts SOPS-encrypted Secret files (bot/sops.py), for /secrets."""
+    progress: Callable[[list[str]], None] | None = None
+    """Shows live progress lines of a long execution in the request's message (the whole list
+    each time; bot/execution.py sets it per request, the outbox coalesces the edits). Call it
+    only when the lines changed."""
 
 
 class Target(BaseModel):

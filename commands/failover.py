@@ -20,7 +20,17 @@ from deckhand.bot.cache import selected
 from deckhand.bot.config import DeckhandConfig
 from deckhand.bot.errors import DeckhandError, KubeError, UsageError
 from deckhand.bot.rollout import progress
-from deckhand.commands.base import Command, Deps, Outcome, Plan, Target, View, resolve, split_args
+from deckhand.commands.base import (
+    Command,
+    Deps,
+    Outcome,
+    Plan,
+    Resolved,
+    Target,
+    View,
+    resolve,
+    split_args,
+)
 from deckhand.commands.status import Looker, Status
 
 Obj = dict[str, Any]
@@ -30,10 +40,20 @@ CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 POLL_SECONDS = 1.0
 
 
+SUBCOMMANDS = ("status", "drill", "out-of-service", "in-service")
+#: Kubernetes' non-graceful node shutdown: on a NotReady node with this taint, the pod garbage
+#: collector force-deletes the pods stuck Terminating and their volumes are detached.
+OUT_OF_SERVICE_TAINT = {"key": failover.OUT_OF_SERVICE, "value": "nodeshutdown",
+                        "effect": "NoExecute"}
+#: How long marking a node out of service waits for its stuck pods to be force-deleted (the pod
+#: garbage collector looks every 20 s).
+GC_WAIT_SECONDS = 90.0
+
+
 class FailoverArgs(BaseModel):
-    sub: Literal["status", "drill"]
+    sub: Literal["status", "drill", "out-of-service", "in-service"]
     rbac_action: str
-    """The RBAC action asked for: "status" for the read-only answer, "failover" for a drill."""
+    """The RBAC action asked for: "status" for the read-only answer, "failover" for the rest."""
     targets: list[tuple[str, str]]
     node: str | None = None
 
@@ -45,7 +65,7 @@ def every_target(config: DeckhandConfig) -> list[tuple[str, str]]:
 
 
 class Failover(Command):
-    """/failover status [workload|env] [env] | /failover drill <node>
+    """/failover status [workload|env] [env] | /failover drill|out-of-service|in-service <node>
 
     status (read-only): for each workload, where its pods run, the node's health, the storage
     (class, binding mode, the volume's node affinity), the nodes it could move to, and the
@@ -54,7 +74,13 @@ class Failover(Command):
     over: only one eligible node" or "degraded: pod Pending: <the scheduler's reason>".
     drill <node> (gated, needs the failover action): cordon the node, evict its pods through the
     Eviction API as `kubectl drain --ignore-daemonsets --delete-emptydir-data` does, and wait for
-    each workload to be Ready elsewhere; the node stays cordoned until /uncordon <node>.
+    each workload to be Ready elsewhere, showing each step live; the node stays cordoned until
+    /uncordon <node>.
+    out-of-service <node> (gated, failover action, approved like the strictest environment):
+    for a node that is down and stays down. Adds the taint node.kubernetes.io/out-of-service=
+    nodeshutdown:NoExecute, so Kubernetes force-deletes the pods stuck Terminating there and
+    releases their volumes (non-graceful node shutdown). Only safe when the node is really
+    powered off; refused while the node is Ready. in-service <node> removes the taint.
     Example: /failover status cardano-node production
     """
 
@@ -62,18 +88,18 @@ class Failover(Command):
 
     def parse(self, text: str, config: DeckhandConfig) -> FailoverArgs:
         words = text.split()
-        if not words or words[0] not in ("status", "drill"):
-            raise UsageError("say status or drill", Failover.usage())
+        if not words or words[0] not in SUBCOMMANDS:
+            raise UsageError("say status, drill, out-of-service or in-service", Failover.usage())
         rest = " ".join(words[1:])
-        if words[0] == "drill":
+        if words[0] != "status":
             (node,), _ = split_args(rest, Failover, set(), 1, 1)
-            return FailoverArgs(sub="drill", rbac_action="failover", targets=every_target(config),
-                                node=node)
+            return FailoverArgs.model_validate({"sub": words[0], "rbac_action": "failover",
+                                                "targets": every_target(config), "node": node})
         targets = Status().parse(rest, config).targets
         return FailoverArgs(sub="status", rbac_action="status", targets=targets)
 
     def mutates(self, args: Any) -> bool:
-        return bool(args.sub == "drill")
+        return bool(args.sub != "status")
 
     def read(self, deps: Deps, args: FailoverArgs) -> View:
         world = World(deps)
@@ -87,9 +113,13 @@ class Failover(Command):
 
     def plan(self, deps: Deps, args: FailoverArgs) -> Plan:
         assert args.node is not None
-        return node_plan(deps, self.name, args.node, drain=True)
+        if args.sub == "drill":
+            return node_plan(deps, self.name, args.node, drain=True)
+        return service_plan(deps, self.name, args.node, out=args.sub == "out-of-service")
 
     def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
+        if "out_of_service" in plan.steps:
+            return set_service(deps, plan)
         return drill(deps, plan)
 
 
@@ -213,6 +243,22 @@ def _strictness(deps: Deps, environment: str) -> tuple[int, str]:
     return (a.approvers, environment)
 
 
+def _strictest(deps: Deps, pool: list[tuple[str, str]]) -> Resolved:
+    """The (workload, environment) of ``pool`` whose environment asks for the most approvals:
+    the request is approved like that environment."""
+    environment = max((e for _, e in pool), key=lambda e: _strictness(deps, e))
+    workload = next(w for w, e in pool if e == environment)
+    return resolve(deps.config, workload, environment, Failover)
+
+
+def _context(deps: Deps) -> str | None:
+    """The cluster whose nodes a node command acts on (the first configured context)."""
+    config = deps.config
+    contexts = sorted({config.environments[e].context for _, e in every_target(config)},
+                      key=lambda c: c or "")
+    return contexts[0] if contexts else None
+
+
 def check_node(deps: Deps, node: Obj | None, name: str, context: str | None,
                world: World) -> Obj:
     """The node, if Deckhand may act on it; else a refusal that names the reason."""
@@ -251,8 +297,7 @@ def node_plan(deps: Deps, verb: str, name: str, *, drain: bool, cordon: bool = T
     world = World(deps)
     config = deps.config
     targets = every_target(config)
-    contexts = sorted({config.environments[e].context for _, e in targets}, key=lambda c: c or "")
-    context = contexts[0] if contexts else None
+    context = _context(deps)
     node = check_node(deps, deps.kube.get_node(name, context), name, context, world)
     affected: list[tuple[str, str]] = []
     evict: list[tuple[str, str]] = []
@@ -282,10 +327,8 @@ def node_plan(deps: Deps, verb: str, name: str, *, drain: bool, cordon: bool = T
         if cordon and verdict is not None and not verdict.can:
             line += " — it will be down until /uncordon " + name
         lines.append(line)
-    env_pool = affected or targets
-    strictest = max((e for _, e in env_pool), key=lambda e: _strictness(deps, e))
-    workload = next(w for w, e in env_pool if e == strictest)
-    r = resolve(config, workload, strictest, Failover)
+    r = _strictest(deps, affected or targets)
+    workload, strictest = r.workload, r.environment
     if not cordon:
         summary = [f"Uncordon {name}: new pods may be scheduled on it again"]
     elif drain:
@@ -314,23 +357,33 @@ def drill(deps: Deps, plan: Plan) -> Outcome:
     node = plan.target.name
     if deps.kube.get_node(node, plan.context) is None:
         raise DeckhandError(f"node {node} no longer exists; nothing was done")
+    steps = Steps(deps)
     started = time.monotonic()
     deps.kube.set_unschedulable(node, True, plan.context)
+    steps.say("cordon", f"cordoned {node}")
     deadline = started + deps.config.failover.eviction_seconds
     pending = [tuple(x) for x in plan.steps.get("evict", [])]
     refused: list[str] = []
+    tries: dict[str, int] = {}
     while pending:
         still = []
         for namespace, pod in pending:
+            topic = f"evict {namespace}/{pod}"
             try:
                 deps.kube.evict_pod(namespace, pod, plan.context)
+                steps.say(topic, f"evicted {namespace}/{pod}")
             except KubeError as e:
                 if e.status == 404:
-                    continue  # already gone: what eviction wanted
+                    steps.say(topic, f"{namespace}/{pod} was already gone")
+                    continue  # what eviction wanted
                 if e.status != 429:
                     raise
                 still.append((namespace, pod))
                 refused = [str(e)]
+                tries[topic] = tries.get(topic, 0) + 1
+                steps.say(topic, f"eviction of {namespace}/{pod} refused by a disruption budget "
+                                 f"(429) {tries[topic]} time(s); retrying until "
+                                 f"{deps.config.failover.eviction_seconds} s")
         pending = still
         if pending and time.monotonic() > deadline:
             break
@@ -343,7 +396,8 @@ def drill(deps: Deps, plan: Plan) -> Outcome:
                      + "; ".join(refused))
     ok = not pending
     for workload, environment in plan.steps.get("affected", []):
-        ready, how = _ready_elsewhere(deps, workload, environment, node, deadline)
+        ready, how = _ready_elsewhere(deps, workload, environment, node, deadline, started,
+                                      steps)
         ok = ok and ready
         lines.append(f"{workload} in {environment}: " + (
             f"Ready again in {round(time.monotonic() - started)} s" if ready else how))
@@ -352,10 +406,12 @@ def drill(deps: Deps, plan: Plan) -> Outcome:
 
 
 def _ready_elsewhere(deps: Deps, workload: str, environment: str, node: str,
-                     deadline: float) -> tuple[bool, str]:
-    """Wait until the workload's Deployment is Ready with no pod left on ``node``; else say
-    where it is stuck (a Pending pod's scheduler message)."""
+                     deadline: float, started: float, steps: Steps) -> tuple[bool, str]:
+    """Wait until the workload's Deployment is Ready with no pod left on ``node``, showing
+    where its replacement is (scheduled on X, Pending and why, Ready in N s); else say where it
+    is stuck (a Pending pod's scheduler message)."""
     r = resolve(deps.config, workload, environment, Failover)
+    topic, head = f"workload {workload}/{environment}", f"{workload} in {environment}: "
     how = "not Ready before the deadline"
     while time.monotonic() < deadline:
         d = deps.kube.get_deployment(r.namespace, r.deployment, r.context)
@@ -368,12 +424,162 @@ def _ready_elsewhere(deps: Deps, workload: str, environment: str, node: str,
             c.get("type") == "Ready" and c.get("status") == "True"
             for c in (p.get("status") or {}).get("conditions") or [])]
         if len(ready) >= progress(d).desired and not on_node:
+            where = ", ".join(sorted({str(p["spec"].get("nodeName")) for p in ready}))
+            steps.say(topic, f"{head}Ready on {where} in {round(time.monotonic() - started)} s")
             return True, ""
         pending = [x for x in pods if not (x.get("spec") or {}).get("nodeName")]
         if pending:
             how = "stuck: " + failover.verdict(pending[0]["spec"], pending, [], []).line
+            steps.say(topic, f"{head}replacement Pending: {failover.pending_reason(pending[0]) or 'not scheduled yet'}")
+        else:
+            moved = sorted({str(p["spec"]["nodeName"]) for p in pods
+                            if p["spec"]["nodeName"] != node
+                            and not p["metadata"].get("deletionTimestamp")})
+            if moved:
+                steps.say(topic, f"{head}replacement scheduled on {', '.join(moved)}")
         time.sleep(POLL_SECONDS)
     return False, how
+
+
+class Steps:
+    """The live lines of a long execution, one per topic (a later line about the same pod or
+    workload replaces the earlier one, in place), shown through ``Deps.progress`` only when
+    they changed."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._show = deps.progress
+        self._lines: dict[str, str] = {}
+
+    def say(self, topic: str, line: str) -> None:
+        if self._lines.get(topic) == line:
+            return
+        self._lines[topic] = line
+        if self._show is not None:
+            self._show(list(self._lines.values()))
+
+
+# -- marking a dead node out of service ------------------------------------------------------------
+
+def _marked(node: Obj) -> bool:
+    return any(t.get("key") == failover.OUT_OF_SERVICE
+               for t in (node.get("spec") or {}).get("taints") or [])
+
+
+def _pods_on(deps: Deps, world: World, name: str) -> list[tuple[str, Obj]]:
+    """Every pod of Deckhand's namespaces that the API places on node ``name``, with the
+    "workload in environment" whose namespace holds it."""
+    seen: set[tuple[str | None, str]] = set()
+    found: list[tuple[str, Obj]] = []
+    for workload, environment in every_target(deps.config):
+        r = resolve(deps.config, workload, environment, Failover)
+        if (r.context, r.namespace) in seen:
+            continue
+        seen.add((r.context, r.namespace))
+        for pod in world.looker.namespace(r.context, r.namespace).pods:
+            if (pod.get("spec") or {}).get("nodeName") == name:
+                found.append((f"{workload} in {environment}", pod))
+    return found
+
+
+def service_plan(deps: Deps, verb: str, name: str, *, out: bool) -> Plan:
+    """The plan of /failover out-of-service (``out``) or in-service on node ``name``: refused
+    for a node Deckhand may not act on, for a Ready node (out) or a node not marked (in); it
+    lists the pods stuck Terminating there, and is approved like the strictest environment
+    configured (the taint acts on every pod of the node, whoever's)."""
+    world = World(deps)
+    context = _context(deps)
+    node = check_node(deps, deps.kube.get_node(name, context), name, context, world)
+    health = failover.node_health(node)
+    t = OUT_OF_SERVICE_TAINT
+    taint = f"{t['key']}={t['value']}:{t['effect']}"
+    if out and health.ready == "True":
+        raise DeckhandError(
+            f"{name} is Ready: Deckhand marks a node out of service only when it is down. On a "
+            "live node its pods would be force-deleted while they may still run and write to "
+            "their volumes. Nothing was changed.")
+    if out and _marked(node):
+        raise DeckhandError(f"{name} is already marked out of service; /failover in-service "
+                            f"{name} removes the mark. Nothing was changed.")
+    if not out and not _marked(node):
+        raise DeckhandError(f"{name} is not marked out of service (no "
+                            f"{failover.OUT_OF_SERVICE} taint); nothing to do.")
+    pods = _pods_on(deps, world, name)
+    stuck = [(w, p) for w, p in pods if p["metadata"].get("deletionTimestamp")]
+    running = [(w, p) for w, p in pods if not p["metadata"].get("deletionTimestamp")]
+    if out:
+        summary = [
+            f"Mark {name} out of service: add the taint {taint}. Kubernetes then force-deletes "
+            "the pods stuck Terminating there and detaches their volumes, so that their "
+            "replacements can start on another node (non-graceful node shutdown).",
+            f"⚠️ Only safe if {name} is really powered off (or cut off from its storage). If it "
+            "still runs, its pods keep writing to volumes their replacements will use too.",
+            health.describe()]
+        summary += [f"stuck Terminating: {p['metadata']['namespace']}/{p['metadata']['name']} "
+                    f"({w}), force-deleted" for w, p in stuck] or [
+            "no pod of Deckhand's namespaces is stuck Terminating there"]
+        summary += [f"still placed there: {p['metadata']['namespace']}/{p['metadata']['name']} "
+                    f"({w}), deleted too (it does not tolerate the taint)" for w, p in running]
+        summary.append(f"/failover in-service {name} removes the taint once the node is "
+                       "repaired.")
+    else:
+        summary = [f"Back in service {name}: remove the taint {failover.OUT_OF_SERVICE}; pods "
+                   "may run there again (as far as its other taints and a cordon allow).",
+                   health.describe()]
+    r = _strictest(deps, every_target(deps.config))
+    return Plan(verb=verb, workload=r.workload, environment=r.environment,
+                namespace=r.namespace, context=context, summary=summary,
+                target=Target(kind="Node", namespace="", name=name,
+                              resource_version=node["metadata"].get("resourceVersion")),
+                steps={"out_of_service": out,
+                       "stuck": [[p["metadata"]["namespace"], p["metadata"]["name"]]
+                                 for _, p in stuck + running]},
+                follow=False)
+
+
+def set_service(deps: Deps, plan: Plan) -> Outcome:
+    """Add or remove the out-of-service taint (the node's other taints stay); after adding it,
+    wait for the pods the plan listed to be force-deleted, showing each one as it goes."""
+    name, out = plan.target.name, bool(plan.steps["out_of_service"])
+    node = deps.kube.get_node(name, plan.context)
+    if node is None:
+        raise DeckhandError(f"node {name} no longer exists; nothing was done")
+    if out and failover.node_health(node).ready == "True":
+        raise DeckhandError(f"{name} is Ready again since this was planned; marking it out of "
+                            "service now would force-delete pods that may run. Nothing was "
+                            "changed.")
+    if not deps.kube.set_taint(name, OUT_OF_SERVICE_TAINT, out, plan.context):
+        return Outcome(ok=True, message=f"{name} was already {'' if out else 'not '}marked out "
+                                        "of service; nothing was done")
+    if not out:
+        return Outcome(ok=True, message=f"{name} is back in service: removed the taint "
+                                        f"{failover.OUT_OF_SERVICE}")
+    steps = Steps(deps)
+    steps.say("taint", f"marked {name} out of service")
+    left = {(ns, pod) for ns, pod in plan.steps.get("stuck", [])}
+    started = time.monotonic()
+    deadline = started + GC_WAIT_SECONDS
+    while left:
+        for namespace in sorted({ns for ns, _ in left}):
+            there = {p["metadata"]["name"]
+                     for p in deps.kube.list_pods(namespace, "", plan.context)
+                     if (p.get("spec") or {}).get("nodeName") == name}
+            for ns, pod in sorted(left):
+                if ns == namespace and pod not in there:
+                    left.discard((ns, pod))
+                    steps.say(f"pod {ns}/{pod}", f"{ns}/{pod} force-deleted")
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    done = f"marked {name} out of service (taint {failover.OUT_OF_SERVICE})"
+    after = f"; /failover in-service {name} once it is repaired"
+    if left:
+        return Outcome(ok=False, message=f"{done}, but after {GC_WAIT_SECONDS:g} s these pods "
+                       "are still there: " + ", ".join(f"{ns}/{p}" for ns, p in sorted(left))
+                       + after)
+    gone = len(plan.steps.get("stuck", []))
+    took = f" in {round(time.monotonic() - started)} s" if gone else ""
+    return Outcome(ok=True, message=f"{done}; {gone} pod(s) left on it were force-deleted"
+                   + took + after)
 
 
 def _selector(d: Obj) -> str:

@@ -4,6 +4,7 @@ a test cordons it uncordons in a finally."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from kubernetes import client
 
 from tests.cluster.cluster import TOLERATION_SECONDS, Cluster
 from tests.e2e.test_pipeline import IMAGE_A, events, only_request, seed
+from tests.slack.server import SlackStandin
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -30,6 +32,18 @@ def running_on(core: client.CoreV1Api, ns: str) -> str | None:
     return pods[0].spec.node_name if len(pods) == 1 else None
 
 
+def production_pod(make_bot: Any, apps: client.AppsV1Api, core: client.CoreV1Api,
+                   config: Callable[[dict[str, Any]], None], **bot_args: Any
+                   ) -> tuple[Any, SlackStandin, str, str, str]:
+    """A bot (Socket Mode) and the cardano-node Running in its production namespace: the bot,
+    its stand-in, the namespace, the worker the pod runs on and the other worker."""
+    bot = make_bot("socket", config=config, **bot_args)
+    ns = bot.namespaces["production"]
+    seed(apps, core, ns, [IMAGE_A])
+    node = wait_until(lambda: running_on(core, ns), 60, "the pod Running")
+    return bot, bot.standin, ns, node, next(n for n in WORKERS if n != node)
+
+
 def uncordon_all(core: client.CoreV1Api) -> None:
     for node in WORKERS:
         core.patch_node(node, {"spec": {"unschedulable": False}})
@@ -37,12 +51,7 @@ def uncordon_all(core: client.CoreV1Api) -> None:
 
 def test_status_verdict_and_refusals(make_bot: Any, apps: client.AppsV1Api,
                                      core: client.CoreV1Api) -> None:
-    bot = make_bot("socket", config=with_failover)
-    slack = bot.standin
-    ns = bot.namespaces["production"]
-    seed(apps, core, ns, [IMAGE_A])
-    node = wait_until(lambda: running_on(core, ns), 60, "the pod Running")
-    other = next(n for n in WORKERS if n != node)
+    _bot, slack, _ns, node, other = production_pod(make_bot, apps, core, with_failover)
 
     slack.slash_command("/failover", "status cardano-node production", user="U4", channel="C1")
     reply = slack.wait_for_ephemeral(r"can fail over", user="U4")
@@ -65,12 +74,7 @@ def test_status_verdict_and_refusals(make_bot: Any, apps: client.AppsV1Api,
 
 def test_drill_in_production_needs_another_approver(make_bot: Any, apps: client.AppsV1Api,
                                                     core: client.CoreV1Api) -> None:
-    bot = make_bot("socket", config=with_failover)
-    slack = bot.standin
-    ns = bot.namespaces["production"]
-    seed(apps, core, ns, [IMAGE_A])
-    node = wait_until(lambda: running_on(core, ns), 60, "the pod Running")
-    other = next(n for n in WORKERS if n != node)
+    bot, slack, ns, node, other = production_pod(make_bot, apps, core, with_failover)
     try:
         slack.slash_command("/failover", f"drill {node}", user="U1", channel="C1")
         msg = slack.wait_for_message(r"Drill on " + node, channel="C1")
@@ -87,6 +91,19 @@ def test_drill_in_production_needs_another_approver(make_bot: Any, apps: client.
         assert core.read_node(node).spec.unschedulable is True
         assert running_on(core, ns) == other
         assert events(bot, only_request(bot))[-1] == "succeeded"
+
+        # The result offers Uncordon: a new request in the drill's thread, through the gate.
+        mark = slack.mark()
+        slack.click("deckhand_uncordon", user="U1", message=done)
+        plan = slack.wait_for_message(rf"Uncordon {node}: new pods may be scheduled",
+                                      channel="C1", since=mark)
+        assert plan.thread_ts == msg.ts
+        slack.click("deckhand_confirm", user="U1", message=plan)
+        confirmed = slack.wait_for_update(plan, r"confirmed")
+        assert core.read_node(node).spec.unschedulable is True  # production: not yet approved
+        slack.click("deckhand_approve", user="U2", message=confirmed)
+        slack.wait_for_update(confirmed, r"succeeded", timeout=60)
+        assert not core.read_node(node).spec.unschedulable
     finally:
         uncordon_all(core)
 
@@ -97,12 +114,7 @@ def test_node_failure_thread(make_bot: Any, apps: client.AppsV1Api, core: client
         with_failover(cfg)
         cfg["failover"] = {"channel": "C1"}
 
-    bot = make_bot("socket", config=channel)
-    slack = bot.standin
-    ns = bot.namespaces["production"]
-    seed(apps, core, ns, [IMAGE_A])
-    node = wait_until(lambda: running_on(core, ns), 60, "the pod Running")
-    other = next(n for n in WORKERS if n != node)
+    _bot, slack, ns, node, other = production_pod(make_bot, apps, core, channel)
     cluster.stop_node(node)
     try:
         msg = slack.wait_for_message(rf"\*{node}\* (stopped answering|turned NotReady)",

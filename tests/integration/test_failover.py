@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,11 @@ from kubernetes.client.rest import ApiException
 
 from deckhand.bot.config import DeckhandConfig
 from deckhand.bot.errors import DeckhandError, UsageError
+from deckhand.bot.failover import OUT_OF_SERVICE
 from deckhand.bot.kube import KubeGateway, KubeSource
 from deckhand.commands.base import Deps
 from deckhand.commands.cordon import Cordon, Uncordon
-from deckhand.commands.failover import Failover
+from deckhand.commands.failover import OUT_OF_SERVICE_TAINT, Failover
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import TOLERATION_SECONDS, Cluster
 from tests.integration.test_deploy_plan import Volumes, _gone
@@ -228,3 +231,122 @@ def test_a_disruption_budget_is_planned_and_blocks_the_eviction_until_the_deadli
         assert core.read_node(node).spec.unschedulable is True
     finally:
         core.patch_node(node, {"spec": {"unschedulable": False}})
+
+
+def test_drill_shows_each_step_as_it_happens(world: tuple[Deps, str], core: client.CoreV1Api,
+                                            apps: client.AppsV1Api) -> None:
+    deps, ns = world
+    node = deploy(core, apps, ns, "networked")
+    shown: list[list[str]] = []
+    deps = replace(deps, progress=shown.append)
+    cmd = Failover()
+    plan = cmd.plan(deps, cmd.parse(f"drill {node}", deps.config))
+    (_, pod), = plan.steps["evict"]
+    try:
+        assert cmd.execute(deps, plan, "U1").ok
+    finally:
+        core.patch_node(node, {"spec": {"unschedulable": False}})
+    assert shown[0] == [f"cordoned {node}"]
+    assert shown[1] == [f"cordoned {node}", f"evicted {ns}/{pod}"]
+    last = shown[-1][-1]
+    assert last.startswith(f"cardano-node in production: Ready on {other(node)} in "), shown
+    # Only changes are shown: no two successive calls carry the same lines.
+    assert all(a != b for a, b in pairwise(shown))
+
+
+FOREIGN = {"key": "example.com/maintenance", "value": "yes", "effect": "NoSchedule"}
+MINE = {"key": "example.com/drill", "value": "x", "effect": "NoSchedule"}
+
+
+def _taints(core: client.CoreV1Api, node: str) -> list[tuple[str, str | None, str]]:
+    return sorted((t.key, t.value, t.effect) for t in core.read_node(node).spec.taints or [])
+
+
+def _untaint(core: client.CoreV1Api, node: str, *keys: str) -> None:
+    taints = [t for t in core.read_node(node).spec.taints or [] if t.key not in keys]
+    core.patch_node(node, {"spec": {"taints": taints}})
+
+
+class Racing(KubeGateway):
+    """A gateway whose first read of a node is overtaken by another writer: the node changes
+    right after it was read, as when the node-lifecycle controller taints it at that moment."""
+
+    def __init__(self, source: KubeSource, race: Any) -> None:
+        super().__init__(source)
+        self.race = race
+        self.reads = 0
+
+    def get_node(self, name: str, context: str | None = None) -> dict[str, Any] | None:
+        node = super().get_node(name, context)
+        self.reads += 1
+        if self.reads == 1:
+            self.race()
+        return node
+
+
+def test_set_taint_keeps_other_taints_and_rereads_after_a_conflict(
+        cluster: Cluster, core: client.CoreV1Api) -> None:
+    node = "netcup-worker-2"
+    source = KubeSource(kubeconfig=cluster.kubeconfig)
+
+    def race() -> None:
+        core.patch_node(node, {"spec": {"taints": [
+            *(core.read_node(node).spec.taints or []), FOREIGN]}})
+
+    kube = Racing(source, race)
+    try:
+        assert kube.set_taint(node, MINE, True) is True
+        assert kube.reads == 2  # the first write was refused (409) and done again
+        assert _taints(core, node) == sorted([(FOREIGN["key"], "yes", "NoSchedule"),
+                                              (MINE["key"], "x", "NoSchedule")])
+        assert kube.set_taint(node, MINE, True) is False  # already there: no write
+        assert kube.set_taint(node, MINE, False) is True
+        assert _taints(core, node) == [(FOREIGN["key"], "yes", "NoSchedule")]
+        assert kube.set_taint(node, MINE, False) is False
+    finally:
+        _untaint(core, node, FOREIGN["key"], MINE["key"])
+
+
+def test_out_of_service_refusals_change_nothing(world: tuple[Deps, str],
+                                                core: client.CoreV1Api) -> None:
+    deps, _ = world
+    cmd = Failover()
+
+    def plan(text: str) -> Any:
+        return cmd.plan(deps, cmd.parse(text, deps.config))
+
+    with pytest.raises(DeckhandError, match=r"netcup-worker-1 is Ready: .*only when it is down"):
+        plan("out-of-service netcup-worker-1")
+    with pytest.raises(DeckhandError, match="home-control is the control-plane node"):
+        plan("out-of-service home-control")
+    with pytest.raises(UsageError, match=r"unknown node 'netcup-worker-9'"):
+        plan("out-of-service netcup-worker-9")
+    with pytest.raises(DeckhandError, match="netcup-worker-2 is not marked out of service"):
+        plan("in-service netcup-worker-2")
+    assert not any(t.key == OUT_OF_SERVICE for n in core.list_node().items
+                   for t in n.spec.taints or [])
+
+
+def test_in_service_removes_only_the_out_of_service_taint(world: tuple[Deps, str],
+                                                         core: client.CoreV1Api) -> None:
+    """The mark left by an earlier out-of-service (put here by hand: marking needs a node that
+    is down, which tests/e2e/test_failover_oos.py does) comes off; the node's other taints
+    stay. The taint's NoSchedule twin keeps pods off meanwhile, so nothing is evicted."""
+    deps, _ = world
+    node = "netcup-worker-2"
+    marked = {**OUT_OF_SERVICE_TAINT, "effect": "NoSchedule"}
+    core.patch_node(node, {"spec": {"taints": [*(core.read_node(node).spec.taints or []),
+                                               FOREIGN, marked]}})
+    cmd = Failover()
+    try:
+        plan = cmd.plan(deps, cmd.parse(f"in-service {node}", deps.config))
+        assert plan.summary[0].startswith(f"Back in service {node}: remove the taint")
+        assert plan.environment == "production" and plan.target.name == node
+        outcome = cmd.execute(deps, plan, "U1")
+        assert outcome.ok and outcome.message == (
+            f"{node} is back in service: removed the taint {OUT_OF_SERVICE}")
+        assert _taints(core, node) == [(FOREIGN["key"], "yes", "NoSchedule")]
+        again = cmd.execute(deps, plan, "U1")  # approved twice, say: nothing more to do
+        assert again.message == f"{node} was already not marked out of service; nothing was done"
+    finally:
+        _untaint(core, node, FOREIGN["key"], OUT_OF_SERVICE)

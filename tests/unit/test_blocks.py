@@ -68,3 +68,36 @@ def test_long_views_are_split_and_capped() -> None:
     assert len(rendered) == blocks.MAX_BLOCKS
     assert all(len(b["text"]["text"]) <= blocks.MAX_SECTION for b in rendered)
     assert rendered[-1]["text"]["text"] == "_…more omitted_"
+
+
+def node_request(verb: str, state: State, **args: Any) -> Request:
+    return request(state).model_copy(update={
+        "verb": verb, "args": args,
+        "plan": {"summary": ["Drill"], "target": {"kind": "Node", "name": "netcup-worker-1"}}})
+
+
+def test_a_finished_drill_or_cordon_offers_uncordon_of_its_node() -> None:
+    """The node stays cordoned after a drill (even a failed one) and after /cordon."""
+    for req in (node_request("failover", State.SUCCEEDED, sub="drill"),
+                node_request("failover", State.FAILED, sub="drill"),
+                node_request("cordon", State.SUCCEEDED, node="netcup-worker-1")):
+        _, rendered = blocks.request_message(req)
+        assert action_ids(rendered) == [blocks.ACTION_UNCORDON], req.verb
+        button = next(e for b in rendered if b["type"] == "actions" for e in b["elements"])
+        assert button["value"] == "netcup-worker-1"
+        assert button["text"]["text"] == "Uncordon netcup-worker-1"
+    for req in (node_request("failover", State.EXECUTING, sub="drill"),
+                node_request("failover", State.CANCELLED, sub="drill"),
+                node_request("failover", State.SUCCEEDED, sub="out-of-service"),
+                node_request("uncordon", State.SUCCEEDED, node="netcup-worker-1")):
+        _, rendered = blocks.request_message(req)
+        assert blocks.ACTION_UNCORDON not in action_ids(rendered), (req.verb, req.state)
+
+
+def test_a_node_request_names_the_node_and_the_environment_it_is_approved_as() -> None:
+    text, rendered = blocks.request_message(node_request("failover", State.PENDING, sub="drill"))
+    assert text == "/failover drill netcup-worker-1 (approved as production): pending"
+    assert rendered[0]["text"]["text"].startswith(
+        ":hourglass: */failover drill* netcup-worker-1 (approved as *production*) requested by")
+    text, _ = blocks.request_message(node_request("cordon", State.PENDING, node="netcup-worker-1"))
+    assert text == "/cordon netcup-worker-1 (approved as production): pending"

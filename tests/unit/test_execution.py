@@ -24,7 +24,9 @@ from deckhand.bot.follow import Ending, FollowEnd, FollowSpec
 from deckhand.bot.outbox import Delivered
 from deckhand.bot.rollout import Progress
 from deckhand.bot.store import Request, State, Store
-from deckhand.commands.base import Deps, Plan, Target
+from deckhand.commands import COMMANDS
+from deckhand.commands.base import Deps, Outcome, Plan, Target
+from tests.unit.fakes import AllowAll, Who
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 
@@ -93,20 +95,6 @@ class Follower:
         self.follows.append((spec, on_progress, on_end))
 
 
-@dataclass(frozen=True)
-class Allow:
-    allowed: bool = True
-    reason: str = ""
-
-
-class Policy:
-    def check(self, actor: Any, action: str, environment: str, workload: str) -> Allow:
-        return Allow()
-
-    def may_approve(self, actor: Any, environment: str, workload: str) -> Allow:
-        return Allow()
-
-
 @dataclass
 class World:
     store: Store
@@ -121,13 +109,6 @@ class World:
                     summary=["Restart"], target=Target(namespace="ns", name="cardano-node",
                                                        generation=self.kube.generation),
                     follow=follow)
-
-        @dataclass(frozen=True)
-        class Who:
-            user_id: str = "U1"
-            team_id: str = "T1"
-            channel_id: str | None = "C1"
-
         r = self.gate.open(verb=verb, args={}, workload="cardano-node", environment="dev",
                            namespace="ns", actor=Who(), channel="C1", plan=plan.model_dump(),
                            approvals_required=0, lifetime_seconds=600)
@@ -146,7 +127,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     store = Store(tmp_path / "d.db")
-    gate = Gate(store, Policy())
+    gate = Gate(store, AllowAll())
     kube, outbox, follower = Kube(), Outbox(), Follower()
     deps = Deps(config=load_config(EXAMPLE), kube=kube, store=store)  # type: ignore[arg-type]
     executions = Executions(deps, store, gate, outbox, follower, Inline())  # type: ignore[arg-type]
@@ -251,3 +232,20 @@ def test_resume_follows_applied_fails_interrupted_and_resends_undelivered(world:
     assert len(world.outbox.posts) == 2  # one thread reply each, the follow has none yet
     end(world, Ending.DONE, "rolled out")
     assert world.row(following).state is State.SUCCEEDED
+
+
+def test_a_long_execution_shows_its_progress_before_the_final_message(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Drilling:
+        def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
+            assert deps.progress is not None and deps is not world.executions.deps
+            deps.progress(["cordoned netcup-worker-1"])
+            deps.progress(["cordoned netcup-worker-1", "evicted ns/cardano-node-x"])
+            return Outcome(ok=True, message="drilled")
+
+    monkeypatch.setitem(COMMANDS, "failover", Drilling())
+    r = world.request(verb="failover", follow=False)
+    world.executions.start(r)
+    assert world.row(r).state is State.SUCCEEDED
+    assert [final for _, final in world.outbox.edits] == [False, False, True]
+    assert world.executions.deps.progress is None  # set per request, never shared

@@ -55,11 +55,20 @@ def test_parse_status_and_drill() -> None:
     assert f.mutates(drill)
     # A node may run any workload: acting on one needs the right on every target.
     assert sorted(drill.targets) == [("cardano-node", "production"), ("cardano-node", "staging")]
+    for sub in ("out-of-service", "in-service"):
+        args = f.parse(f"{sub} netcup-worker-1", cfg)
+        assert (args.sub, args.rbac_action, args.node) == (sub, "failover", "netcup-worker-1")
+        assert f.mutates(args) and args.targets == drill.targets
 
 
-@pytest.mark.parametrize("text,error", [("", "say status or drill"),
-                                        ("restart", "say status or drill"),
+SAY = "say status, drill, out-of-service or in-service"
+
+
+@pytest.mark.parametrize("text,error", [("", SAY),
+                                        ("restart", SAY),
                                         ("drill", "missing arguments"),
+                                        ("out-of-service", "missing arguments"),
+                                        ("in-service a b", "unexpected 'b'"),
                                         ("drill a b", "unexpected 'b'"),
                                         ("status bitcoin", "unknown workload 'bitcoin'")])
 def test_bad_input(text: str, error: str) -> None:

@@ -1,12 +1,37 @@
-"""The node-failure message (bot/node_threads.py Story): what it says at each step."""
+"""The node-failure message (bot/node_threads.py): what the Story says at each step, which
+buttons each state offers and what their clicks ask for, and how a restart continues the story
+from the store (with an in-memory stand-in for the cache's informers; the real watches are
+covered end to end in tests/e2e/test_failover_thread.py)."""
 
 from __future__ import annotations
 
-from deckhand.bot.node_threads import Story, _clock
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deckhand.bot import blocks
+from deckhand.bot.app import Pipeline
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.node_threads import NodeThreads, Story, _clock, node_command
+from deckhand.bot.outbox import Delivered
+from deckhand.bot.rbac import Actor
+from deckhand.bot.store import Store
+from deckhand.commands import COMMANDS
+from tests.waiting import wait_until
+
+T0 = "2026-01-01T10:00:00Z"
+T0_EPOCH = 1767261600.0
 
 
-def story() -> Story:
-    return Story("netcup-worker-1", 1000.0, "Unknown", {"p1": "cardano-node in production"}, 10)
+def story(**changes: Any) -> Story:
+    fields: dict[str, Any] = {
+        "node": "netcup-worker-1", "since": T0, "stopped_at": 1000.0, "state": "Unknown",
+        "workloads": {"p1": "cardano-node in production"}, "toleration": 10}
+    return Story(**{**fields, **changes})
 
 
 def test_first_message_names_the_node_the_workloads_and_the_eviction_time() -> None:
@@ -18,7 +43,7 @@ def test_first_message_names_the_node_the_workloads_and_the_eviction_time() -> N
 
 
 def test_not_ready_and_tolerating_forever() -> None:
-    s = Story("w", 0.0, "False", {"p": "a in b"}, None)
+    s = story(state="False", toleration=None)
     assert "turned NotReady" in s.text() and "evicted" not in s.text()
 
 
@@ -39,8 +64,334 @@ def test_steps_then_completion_measured_from_the_node_condition() -> None:
 
 
 def test_completion_waits_for_every_workload() -> None:
-    s = Story("w", 0.0, "Unknown", {"p": "a in x", "q": "b in x"}, 10)
+    s = story(stopped_at=0.0, workloads={"p": "a in x", "q": "b in x"})
     s.ready_at["a in x"] = 30.0
     assert not s.done() and "completed" not in s.text()
     s.ready_at["b in x"] = 40.0
     assert s.done() and "failover completed in 40 s" in s.text()
+
+
+def test_a_story_survives_its_json() -> None:
+    s = story(evicted_at=1011.0, cordoned=True)
+    s.replacements["cardano-node in production"] = "netcup-worker-2"
+    assert Story.model_validate_json(s.model_dump_json()) == s
+
+
+# -- buttons -------------------------------------------------------------------------------------
+
+
+def buttons(s: Story) -> dict[str, dict[str, Any]]:
+    """The message's buttons by label."""
+    _, rendered = blocks.node_failure(s)
+    actions = [b for b in rendered if b["type"] == "actions"]
+    assert len(actions) <= 1
+    return {e["text"]["text"]: e for a in actions for e in a["elements"]}
+
+
+def texts(s: Story) -> str:
+    _, rendered = blocks.node_failure(s)
+    return "\n".join(e["text"] for b in rendered for e in
+                     ([b["text"]] if b["type"] == "section" else b.get("elements", []))
+                     if isinstance(e, dict) and e.get("type") == "mrkdwn")
+
+
+def test_a_fresh_failure_offers_cordon_and_drain_with_the_node_as_value() -> None:
+    shown = buttons(story())
+    assert list(shown) == ["Cordon", "Drain"]
+    assert shown["Cordon"]["action_id"] == blocks.ACTION_NODE_CORDON
+    assert shown["Drain"]["action_id"] == blocks.ACTION_NODE_DRAIN
+    assert {b["value"] for b in shown.values()} == {"netcup-worker-1"}
+    assert "powered off" not in texts(story())
+
+
+def test_a_cordoned_node_is_not_offered_cordon_again() -> None:
+    s = story(cordoned=True)
+    assert list(buttons(s)) == ["Drain"]
+    assert "netcup-worker-1 is cordoned" in s.text()
+
+
+def test_a_node_that_stays_down_offers_mark_out_of_service_with_the_warning() -> None:
+    s = story(evicted_at=1011.0)
+    shown = buttons(s)
+    assert list(shown) == ["Cordon", "Mark out of service"]
+    oos = shown["Mark out of service"]
+    assert oos["action_id"] == blocks.ACTION_NODE_OUT_OF_SERVICE and oos["style"] == "danger"
+    assert "really powered off" in oos["confirm"]["text"]["text"]
+    assert ":warning: *Mark out of service*: Only safe when the node is really powered off" in \
+        texts(s)
+
+
+def test_an_out_of_service_node_offers_back_in_service_instead() -> None:
+    s = story(evicted_at=1011.0, cordoned=True, out_of_service=True)
+    shown = buttons(s)
+    assert list(shown) == ["Back in service"]
+    assert shown["Back in service"]["action_id"] == blocks.ACTION_NODE_IN_SERVICE
+    assert "marked out of service (node.kubernetes.io/out-of-service)" in s.text()
+    assert "powered off" not in texts(s)
+
+
+def test_a_node_back_keeps_only_back_in_service_while_tainted() -> None:
+    assert buttons(story(evicted_at=1011.0, back_at=1100.0)) == {}
+    assert list(buttons(story(evicted_at=1011.0, back_at=1100.0, out_of_service=True))) == [
+        "Back in service"]
+
+
+def test_each_button_asks_for_its_command_on_the_node() -> None:
+    assert node_command(blocks.ACTION_NODE_CORDON, "w1") == ("cordon", "w1")
+    assert node_command(blocks.ACTION_NODE_DRAIN, "w1") == ("failover", "drill w1")
+    assert node_command(blocks.ACTION_NODE_OUT_OF_SERVICE, "w1") == (
+        "failover", "out-of-service w1")
+    assert node_command(blocks.ACTION_NODE_IN_SERVICE, "w1") == ("failover", "in-service w1")
+    assert {a for a in blocks.NODE_ACTIONS} == {blocks.ACTION_NODE_CORDON,
+                                                blocks.ACTION_NODE_DRAIN,
+                                                blocks.ACTION_NODE_OUT_OF_SERVICE,
+                                                blocks.ACTION_NODE_IN_SERVICE}
+
+
+@pytest.mark.parametrize("action", blocks.NODE_ACTIONS)
+def test_each_button_command_is_one_its_command_accepts(action: str) -> None:
+    verb, text = node_command(action, "w1")
+    args = COMMANDS[verb].parse(text, DeckhandConfig.model_validate(CONFIG))
+    dumped = args.model_dump()
+    assert (dumped["node"], dumped["rbac_action"]) == ("w1", "failover")
+
+
+@dataclass
+class Reply:
+    said: list[str] = field(default_factory=list)
+
+    def private(self, text: str, blocks_: Any = None) -> None:
+        self.said.append(text)
+
+
+class Known:
+    def thread_of(self, node: str) -> tuple[str, str | None] | None:
+        return ("COPS", "111.222") if node == "w1" else None
+
+
+@pytest.mark.parametrize("action, verb, text", [
+    (blocks.ACTION_NODE_CORDON, "cordon", "w1"),
+    (blocks.ACTION_NODE_DRAIN, "failover", "drill w1"),
+    (blocks.ACTION_NODE_OUT_OF_SERVICE, "failover", "out-of-service w1"),
+    (blocks.ACTION_NODE_IN_SERVICE, "failover", "in-service w1"),
+])
+def test_a_click_is_the_command_typed_in_the_failure_thread(action: str, verb: str,
+                                                            text: str) -> None:
+    pipeline, asked = routed()
+    reply = Reply()
+    pipeline._node_click(action, "w1", ACTOR, reply, "999.1")  # type: ignore[arg-type]
+    assert asked == [(verb, text, "111.222")] and reply.said == []
+
+
+@pytest.mark.parametrize("node", ["w9", "", "w1 w2", "w1\n"])
+def test_a_click_on_an_unknown_node_or_story_does_nothing(node: str) -> None:
+    pipeline, asked = routed()
+    reply = Reply()
+    pipeline._node_click(blocks.ACTION_NODE_CORDON, node, ACTOR, reply,  # type: ignore[arg-type]
+                         "999.1")
+    assert asked == []
+    assert len(reply.said) == 1 and "no failure story of node" in reply.said[0]
+    assert "nothing was done" in reply.said[0]
+
+
+ACTOR = Actor("U1", "T1", "COPS")
+
+
+def routed() -> tuple[Pipeline, list[tuple[str, str, str | None]]]:
+    """A pipeline whose commands are recorded instead of run (only the click routing is real)."""
+    asked: list[tuple[str, str, str | None]] = []
+    pipeline = Pipeline.__new__(Pipeline)
+    pipeline.node_threads = Known()  # type: ignore[assignment]
+
+    def command(verb: str, text: str, actor: Actor, reply: Any,
+                thread_ts: str | None = None) -> str:
+        asked.append((verb, text, thread_ts))
+        return "requested"
+
+    pipeline._command = command  # type: ignore[method-assign]
+    return pipeline, asked
+
+
+# -- continuity through the store ------------------------------------------------------------------
+
+CONFIG: dict[str, Any] = {
+    "slack": {"team_id": "T1"},
+    "environments": {"production": {"namespace": "cardano"}},
+    "workloads": {"cardano-node": {"manifests": "m", "container": "cardano-node",
+                                   "environments": ["production"],
+                                   "replicas": {"min": 0, "max": 1}}},
+    "rbac": {"roles": {"viewer": ["status"]}},
+}
+
+
+class Informer:
+    def __init__(self) -> None:
+        self.synced = threading.Event()
+        self.synced.set()
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        self.listeners.append(listener)
+
+
+class Cache:
+    """What NodeThreads reads of the cluster cache: informers to subscribe to, and objects."""
+
+    def __init__(self, nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+        self.objects = {"Node": nodes, "Pod": pods, "Deployment": [{
+            "metadata": {"name": "cardano-node", "namespace": "cardano"},
+            "spec": {"selector": {"matchLabels": {"app": "cardano-node"}}}}]}
+        self.informers: dict[str, Informer] = {}
+
+    def informer(self, context: str | None, namespace: str | None, kind: str) -> Informer:
+        return self.informers.setdefault(kind, Informer())
+
+    def list(self, context: str | None, namespace: str | None, kind: str) -> list[Any]:
+        return list(self.objects[kind])
+
+    def get(self, context: str | None, namespace: str | None, kind: str,
+            name: str) -> dict[str, Any] | None:
+        return next((o for o in self.objects[kind] if o["metadata"]["name"] == name), None)
+
+    def tell(self, kind: str, event: str, obj: dict[str, Any]) -> None:
+        for listener in self.informers[kind].listeners:
+            listener(event, obj)
+
+
+def body(text: str, rendered: list[dict[str, Any]] | None) -> str:
+    """What the message shows: its first section (the story), not the notification text."""
+    return str(rendered[0]["text"]["text"]) if rendered else text
+
+
+@dataclass
+class Outbox:
+    """Records what is posted and edited; posts complete when the test delivers them."""
+
+    posts: list[str] = field(default_factory=list)
+    edits: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[Callable[[Delivered], None]] = field(default_factory=list)
+
+    def post(self, channel: str, text: str, blocks: Any = None, *, thread_ts: str | None = None,
+             on_done: Callable[[Delivered], None] | None = None) -> None:
+        self.posts.append(body(text, blocks))
+        if on_done is not None:
+            self.pending.append(on_done)
+
+    def edit(self, channel: str, ts: str, text: str, blocks: Any = None, *, final: bool = False,
+             on_done: Callable[[Delivered], None] | None = None) -> None:
+        assert final
+        self.edits.append((ts, body(text, blocks)))
+
+    def deliver(self, ts: str) -> None:
+        callbacks, self.pending = self.pending, []
+        for done in callbacks:
+            done(Delivered(True, ts))
+
+
+def node(ready: str, since: str = T0, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "w1"}, "spec": spec, "status": {"conditions": [
+        {"type": "Ready", "status": ready, "lastTransitionTime": since}]}}
+
+
+def pod(name: str, where: str | None, deleting: bool = False,
+        ready: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "cardano",
+                            "labels": {"app": "cardano-node"}}
+    if deleting:
+        # Evicted at 10:00:12: the timestamp is the end of its grace period.
+        meta["deletionTimestamp"] = "2026-01-01T10:00:42Z"
+        meta["deletionGracePeriodSeconds"] = 30
+    conditions = [{"type": "Ready", "status": "True", "lastTransitionTime": ready}] if ready \
+        else []
+    return {"metadata": meta, "spec": {"nodeName": where} if where else {},
+            "status": {"conditions": conditions}}
+
+
+def started(store: Store, cache: Cache) -> tuple[NodeThreads, Outbox]:
+    outbox = Outbox()
+    threads = NodeThreads(DeckhandConfig.model_validate(CONFIG), cache,  # type: ignore[arg-type]
+                          outbox, store, "COPS")  # type: ignore[arg-type]
+    threads.start()
+    wait_until(lambda: threads._caught_up, 10, "the first picture compared")
+    return threads, outbox
+
+
+def test_a_restart_continues_the_same_message_and_the_node_back_ends_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("True")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    assert outbox.posts == []
+    cache.tell("Node", "MODIFIED", node("Unknown"))
+    assert len(outbox.posts) == 1 and "*w1* stopped answering" in outbox.posts[0]
+    cache.tell("Pod", "MODIFIED", pod("old", "w1", deleting=True))  # evicted before the ts
+    outbox.deliver("100.1")
+    assert outbox.edits[-1][0] == "100.1"
+    assert f"its pods were evicted at {_clock(T0_EPOCH + 12)}" in outbox.edits[-1][1]
+    threads.stop()
+
+    # Restarted while the node is down: the replacement became Ready meanwhile.
+    cache.objects["Node"] = [node("Unknown")]
+    cache.objects["Pod"] = [pod("old", "w1", deleting=True),
+                            pod("new", "w2", ready="2026-01-01T10:00:30Z")]
+    threads, after = started(store, cache)
+    assert after.posts == []
+    assert after.edits[-1][0] == "100.1"
+    assert "failover completed in 30 s" in after.edits[-1][1]
+    cache.tell("Node", "MODIFIED", node("True", since="2026-01-01T10:05:00Z"))
+    assert after.posts == [] and "w1 is Ready again" in after.edits[-1][1]
+    assert store.open_node_threads() == []
+    threads.stop()
+
+    # A start after the end: nothing to continue, nothing posted again.
+    cache.objects["Node"] = [node("True", since="2026-01-01T10:05:00Z")]
+    threads, third = started(store, cache)
+    assert (third.posts, third.edits) == ([], [])
+    threads.stop()
+
+
+def test_a_node_found_down_at_start_gets_one_message_per_failure(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("Unknown")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    assert len(outbox.posts) == 1
+    # Stopped before Slack answered: the next start posts once more (at-least-once) ...
+    threads.stop()
+    threads, again = started(store, cache)
+    assert len(again.posts) == 1
+    again.deliver("200.2")
+    threads.stop()
+    row = store.open_node_threads()[0]
+    assert (row.node, row.since, row.ts) == ("w1", T0, "200.2")
+    # ... and once the ts is known, only edits.
+    threads, third = started(store, cache)
+    assert third.posts == [] and [ts for ts, _ in third.edits] == ["200.2"]
+    threads.stop()
+
+
+def test_a_failure_already_told_and_ended_is_not_told_again(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    s = story(node="w1")
+    assert store.open_node_thread("w1", T0, "COPS", s.model_dump())
+    assert not store.open_node_thread("w1", T0, "COPS", s.model_dump())
+    store.save_node_story("w1", T0, {**s.model_dump(), "back_at": T0_EPOCH}, closed=True)
+    cache = Cache([node("Unknown")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    assert (outbox.posts, outbox.edits) == ([], [])
+    threads.stop()
+
+
+def test_cordon_and_the_taint_show_on_the_message(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("Unknown")], [pod("old", "w1", deleting=True)])
+    threads, outbox = started(store, cache)
+    outbox.deliver("300.3")
+    cache.tell("Node", "MODIFIED", node("Unknown", unschedulable=True, taints=[
+        {"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown",
+         "effect": "NoExecute"}]))
+    assert "w1 is marked out of service" in outbox.edits[-1][1]
+    stored = Story.model_validate(store.open_node_threads()[0].story)
+    assert stored.cordoned and stored.out_of_service
+    assert stored.offers() == [blocks.ACTION_NODE_IN_SERVICE]
+    assert threads.thread_of("w1") == ("COPS", "300.3")
+    assert threads.thread_of("w9") is None
+    threads.stop()

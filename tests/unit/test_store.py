@@ -85,7 +85,7 @@ def test_a_file_written_before_versioning_migrates_on_open(tmp_path: Path) -> No
     assert user_version(path) == 0
 
     store = Store(path, clock=Clock())
-    assert store.schema_version == SCHEMA_VERSION == 3
+    assert store.schema_version == SCHEMA_VERSION == 4
     assert user_version(path) == SCHEMA_VERSION
 
     rows = {r.id: r for r in store.in_states(list(State))}
@@ -274,3 +274,66 @@ def test_prune_deliveries_forgets_only_old_keys(tmp_path: Path) -> None:
     assert store.prune_deliveries(older_than=2000.0) == 0
     assert not store.first_delivery("new")  # still remembered
     assert store.first_delivery("old-1")  # forgotten, so it counts as new again
+
+
+# -- node-failure threads (schema version 4) ---------------------------------------------------
+
+
+def test_a_version_3_file_migrates_to_node_threads(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = v1_file(tmp_path / "deckhand.db")
+    with monkeypatch.context() as m:  # the release before node threads
+        m.setattr(store_module, "_MIGRATIONS", store_module._MIGRATIONS[:3])
+        m.setattr(store_module, "SCHEMA_VERSION", 3)
+        old = Store(path, clock=Clock())
+        old.save_alert_group("g1", "C1", "firing", {"x": 1}, [("fp", "t", "firing")])
+        old.close()
+    assert user_version(path) == 3
+
+    store = Store(path, clock=Clock())
+    assert store.schema_version == SCHEMA_VERSION == 4
+    assert (store.alert_group("g1") or pytest.fail()).data == {"x": 1}
+    assert {r.id for r in store.in_states(list(State))} == V1_TERMINAL | V1_OTHERS
+    assert store.open_node_threads() == []
+    assert store.open_node_thread("w1", "2026-01-01T10:00:00Z", "C1", {"node": "w1"})
+    assert [t.node for t in store.open_node_threads()] == ["w1"]
+    store.close()
+    Store(tmp_path / "fresh.db").close()
+    assert schema(path) == schema(tmp_path / "fresh.db")
+
+
+def test_node_threads_round_trip(tmp_path: Path) -> None:
+    clock = Clock()
+    store = Store(tmp_path / "deckhand.db", clock=clock)
+    t1, t2 = "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"
+    assert store.open_node_thread("w1", t1, "C1", {"step": 1})
+    assert not store.open_node_thread("w1", t1, "C2", {"step": 0})  # the same failure
+    assert store.node_thread("w1", t1) == store.open_node_threads()[0]
+    first = store.node_thread("w1", t1) or pytest.fail()
+    assert (first.channel, first.ts, first.story, first.closed_at) == ("C1", None, {"step": 1},
+                                                                       None)
+    store.set_node_thread_ts("w1", t1, "100.1")
+    clock.now += 10
+    store.save_node_story("w1", t1, {"step": 2})
+    again = store.node_thread("w1", t1) or pytest.fail()
+    assert (again.ts, again.story, again.closed_at, again.updated_at) == (
+        "100.1", {"step": 2}, None, clock.now)
+
+    clock.now += 10
+    store.save_node_story("w1", t1, {"step": 3}, closed=True)
+    closed_at = clock.now
+    clock.now += 10
+    store.save_node_story("w1", t1, {"step": 4}, closed=True)  # the first end stays the end
+    assert (store.node_thread("w1", t1) or pytest.fail()).closed_at == closed_at
+    assert store.open_node_threads() == []
+    assert not store.open_node_thread("w1", t1, "C1", {})  # ended: still not told twice
+
+    clock.now += 10
+    assert store.open_node_thread("w1", t2, "C1", {"step": 1})  # the node's next failure
+    assert [t.since for t in store.open_node_threads()] == [t2]
+    assert (store.latest_node_thread("w1") or pytest.fail()).since == t2
+    assert store.latest_node_thread("w9") is None
+
+    assert store.prune_node_threads(older_than=closed_at) == 0
+    assert store.prune_node_threads(older_than=closed_at + 1) == 1
+    assert store.node_thread("w1", t1) is None and store.node_thread("w1", t2) is not None
