@@ -7,7 +7,9 @@
 #   2. a virtualenv in .venv with deckhand and its dev extra
 #   3. the Go-built tools (kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok,
 #      sops, age) in .cache/bin, rebuilt only when a pinned version changes
-#   4. pytest
+#   4. pytest, in DECKHAND_TEST_WORKERS processes (default 4; pytest-xdist, one test file per
+#      worker at a time, each worker with a control plane of its own: the suite mostly waits on
+#      controllers and timeouts, so 4 workers fit on 2 cores; 1 runs it in one process)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,4 +37,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 .venv/bin/python -m tests.cluster build
+workers=${DECKHAND_TEST_WORKERS:-4}
+if [ "$workers" -gt 1 ]; then
+  exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
+fi
 exec .venv/bin/python -m pytest "$@"
