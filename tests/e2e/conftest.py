@@ -5,12 +5,14 @@ test, builds the bot exactly as ``deckhand run`` does (bot.__main__.build), serv
 Mode or HTTP mode through the stand-in, and stops it afterwards. Users (from the stand-in's demo
 workspace): U1 alice and the @sre group (U2 bob, U3 carol) are deployers; U4 dave has no binding.
 
-As the ServiceAccount: ``make_bot(..., serviceaccount=True)``, or every bot of the run with
-``DECKHAND_E2E_AS=serviceaccount`` in the environment, applies what ``deckhand rbac`` prints for
-the test's configuration and runs the bot with the kubeconfig ``deckhand kubeconfig`` writes (a
-token of the ``deckhand`` ServiceAccount), not the admin's. The managed namespaces then exist
-before the test starts (the Roles live in them), as they do after the README's install. A test
-that passes its own ``kubeconfig`` (the apiserver proxy's) keeps it.
+Every bot runs as the ``deckhand`` ServiceAccount, as it does when installed: ``make_bot``
+applies what ``deckhand rbac`` prints for the test's configuration and runs the bot with the
+kubeconfig ``deckhand kubeconfig`` writes (a token of that account), never the admin's. The
+managed namespaces then exist before the test starts (the Roles live in them), as they do after
+the README's install. ``DECKHAND_E2E_AS=admin`` (or ``make_bot(..., serviceaccount=False)``)
+runs the bots as the cluster admin instead, to tell an RBAC gap from a bug. A test that passes its
+own ``kubeconfig`` (the apiserver proxy's) keeps it. The tests' own set-up and checks use the
+admin's client.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tests.serviceaccount import Installed, install, uninstall
 from tests.slack.fixtures import serve_bolt, slack_standin, slack_workspace  # noqa: F401
 from tests.slack.server import SlackStandin
 
-#: Set to "serviceaccount" to run every e2e bot as the deckhand ServiceAccount.
+#: Set to "admin" to run every e2e bot as the cluster admin instead of the ServiceAccount.
 AS_ENV = "DECKHAND_E2E_AS"
 
 
@@ -103,7 +105,8 @@ def make_bot(slack_standin: SlackStandin, serve_bolt: Callable[..., Any], cluste
              config: Callable[[dict[str, Any]], None] | None = None,
              serviceaccount: bool | None = None, **overrides: Any) -> Bot:
         """A bot on the e2e configuration; ``config`` may edit it, ``overrides`` are settings;
-        ``serviceaccount``: run as the deckhand ServiceAccount (default: ``DECKHAND_E2E_AS``)."""
+        ``serviceaccount``: run as the deckhand ServiceAccount (default: yes, unless
+        ``DECKHAND_E2E_AS=admin``)."""
         cfg = e2e_config(prefix, lifetime)
         if config is not None:
             config(cfg)
@@ -111,7 +114,7 @@ def make_bot(slack_standin: SlackStandin, serve_bolt: Callable[..., Any], cluste
         path.write_text(yaml.safe_dump(cfg))
         kubeconfig = cluster.kubeconfig
         if serviceaccount is None:
-            serviceaccount = os.environ.get(AS_ENV) == "serviceaccount"
+            serviceaccount = os.environ.get(AS_ENV, "serviceaccount") != "admin"
         if serviceaccount:
             installs.append(install(cluster, path, tmp_path, f"{prefix}-bot"))
             kubeconfig = installs[-1].kubeconfig
