@@ -141,7 +141,9 @@ class Executions:
             return
         self.store.audit("executed", request=request, result=outcome.message)
         if not plan.follow:
-            self.finish(request, State.SUCCEEDED, outcome.message)
+            # A drill whose workload did not come back, or pods a taint did not remove: what
+            # was asked ran, but the outcome is a failure, and the request says so.
+            self.finish(request, State.SUCCEEDED if outcome.ok else State.FAILED, outcome.message)
             return
         follow = {"min_generation": self._generation_now(plan), "earlier": earlier}
         if not self.store.transition(request.id, [State.EXECUTING], State.FOLLOWING,

@@ -5,18 +5,25 @@ Fed by the cache's watches (Nodes and the managed namespaces' Pods; no polling):
 stopped answering at T (its Ready condition's transition), its pods are evicted, the replacement
 is scheduled on X, Ready at T', "failover completed in N s" (N from T, the cluster's own times),
 or "stuck: <the scheduler's message>" while a replacement is Pending; and when the node is Ready
-again, the message says so and the story ends. Every Slack write goes through the outbox.
+again, or the Node is deleted, the message says so and the story ends. A replacement is a pod of
+the workload created at or after the failure, not one of the failed node's (another replica that
+ran elsewhere all along is not one). Every Slack write goes through the outbox.
 
 The message carries buttons (bot/blocks.py ``node_failure``): Cordon, Drain (``/failover
-drill``), and once the node stays down (its pods were evicted and it is still not Ready) "Mark
-out of service", or "Back in service" while the node has the out-of-service taint. A click is
+drill``), and once the node stays down (its pods were evicted and its Ready condition is
+"Unknown": the kubelet stopped reporting, the node is presumably off) "Mark out of service", or
+"Back in service" while the node has the out-of-service taint. A node whose kubelet reports
+NotReady ("False") runs: it is never offered out of service. A click is
 the same request as typing the command in the message's thread (bot/app.py), so it goes through
 the gate like any other.
 
 Persisted (the store's ``node_threads``): one row per failure, keyed by the node and its Ready
 condition's transition time, with the message's ts and the story. A restart continues the
-stories of nodes still down (same message, edits only), ends those whose node is Ready again,
-and opens one for a node found down with no story for that failure. The ts is stored when the
+stories of nodes still down (same message, edits only), ends those whose node is Ready again or
+gone, ends the old story and opens a new one when the node's Ready condition changed while
+Deckhand was down (it came back and failed again), and opens one for a node found down with no
+story for that failure. Pods missing at the restart count as evicted only once their namespace
+was really listed ("while Deckhand was down": their time is not known). The ts is stored when the
 post completes; a restart between queueing the first post and Slack's answer posts it once more
 (the outbox is at-least-once), never more for the same failure.
 """
@@ -24,6 +31,7 @@ post completes; a restart between queueing the first post and Slack's answer pos
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -100,6 +108,11 @@ def _evicted_at(pod: Obj) -> float | None:
     return until - float(meta.get("deletionGracePeriodSeconds") or 0)
 
 
+def _listed(informer: Informer) -> bool:
+    """The informer has its picture and the API server answers: what is missing is gone."""
+    return informer.synced.is_set() and informer.unreachable_since is None
+
+
 def _out_of_service(node: Obj) -> bool:
     return any(t.get("key") == OUT_OF_SERVICE for t in (node.get("spec") or {}).get("taints") or [])
 
@@ -114,11 +127,19 @@ class Story(BaseModel):
     of this failure."""
     stopped_at: float
     state: str
-    """The node's Ready condition: "False" (NotReady) or "Unknown" (stopped answering)."""
+    """The node's Ready condition when the failure began: "False" (NotReady) or "Unknown"
+    (stopped answering)."""
+    current: str | None = None
+    """The node's Ready condition now, once it changed while the node stayed down ("False" <->
+    "Unknown"); None: still ``state``."""
+    current_since: str | None = None
+    """When the Ready condition took its current status (lastTransitionTime); None: ``since``."""
     workloads: dict[str, str]
     """pod name on the failed node -> "workload in env"."""
     toleration: int | None
     evicted_at: float | None = None
+    evicted_unseen: bool = False
+    """Its pods were gone when Deckhand started: evicted while it was down (no time known)."""
     replacements: dict[str, str] = Field(default_factory=dict)
     """"workload in env" -> the node its replacement was scheduled on."""
     ready_at: dict[str, float] = Field(default_factory=dict)
@@ -127,6 +148,21 @@ class Story(BaseModel):
     cordoned: bool = False
     out_of_service: bool = False
     """The node carries the ``node.kubernetes.io/out-of-service`` taint."""
+    ended: str | None = None
+    """Why the story ended while the node was not Ready: "removed" (the Node was deleted) or
+    "again" (its Ready condition changed while Deckhand was down: a new failure)."""
+
+    def ready_now(self) -> str:
+        """The node's Ready condition as last seen while it was down."""
+        return self.current or self.state
+
+    def transition(self) -> str:
+        """The lastTransitionTime of that condition (a restart compares it with the node's)."""
+        return self.current_since or self.since
+
+    def closed(self) -> bool:
+        """The story ended: the node is Ready again, gone, or failed anew."""
+        return self.back_at is not None or self.ended is not None
 
     def done(self) -> bool:
         return set(self.ready_at) >= set(self.workloads.values())
@@ -135,7 +171,13 @@ class Story(BaseModel):
         what = "stopped answering" if self.state == "Unknown" else "turned NotReady"
         lines = [f":rotating_light: *{self.node}* {what} at {_clock(self.stopped_at)}; it runs "
                  + ", ".join(sorted(set(self.workloads.values())))]
-        if self.evicted_at is not None:
+        if self.ready_now() != self.state:
+            at = _clock(_epoch(self.current_since) or self.stopped_at)
+            lines.append(f"it stopped answering at {at}" if self.ready_now() == "Unknown"
+                         else f"its kubelet reports NotReady since {at}")
+        if self.evicted_unseen:
+            lines.append("its pods were evicted while Deckhand was down")
+        elif self.evicted_at is not None:
             lines.append(f"its pods were evicted at {_clock(self.evicted_at)}")
         elif self.toleration is not None:
             lines.append(f"its pods are evicted at {_clock(self.stopped_at + self.toleration)} "
@@ -156,13 +198,21 @@ class Story(BaseModel):
             lines.append(f"*failover completed in {round(last - self.stopped_at)} s*")
         if self.back_at is not None:
             lines.append(f"{self.node} is Ready again since {_clock(self.back_at)}")
+        if self.ended == "removed":
+            lines.append(f"{self.node} was removed from the cluster")
+        elif self.ended == "again":
+            lines.append(f"{self.node} came back (or changed state) while Deckhand was down; its "
+                         "new failure has a message of its own")
         return "\n".join(lines)
 
     def offers(self) -> list[str]:
         """The buttons (action ids) this state offers. Cordon until the node is cordoned; Drain
         while its pods are still bound to it; once they were evicted and the node is still
-        down, Mark out of service; Back in service while it carries the taint (also after the
-        node came back: the taint keeps everything off it)."""
+        down and not answering (Ready "Unknown": presumably off; never "False", whose kubelet
+        runs), Mark out of service; Back in service while it carries the taint (also after the
+        node came back: the taint keeps everything off it). None once the Node was deleted."""
+        if self.ended is not None:
+            return []
         if self.back_at is not None:
             return [blocks.ACTION_NODE_IN_SERVICE] if self.out_of_service else []
         out: list[str] = []
@@ -172,7 +222,7 @@ class Story(BaseModel):
             out.append(blocks.ACTION_NODE_DRAIN)
         if self.out_of_service:
             out.append(blocks.ACTION_NODE_IN_SERVICE)
-        elif self.evicted_at is not None:
+        elif self.evicted_at is not None and self.ready_now() == "Unknown":
             out.append(blocks.ACTION_NODE_OUT_OF_SERVICE)
         return out
 
@@ -208,6 +258,9 @@ class NodeThreads:
         self._caught_up = False
         """The first picture (after a start) was compared with the stored stories; events
         before that are left to it."""
+        self._unsettled: list[_Thread] = []
+        """Continued stories whose pods' namespace had not listed at the catch-up: whether
+        their pods were evicted while Deckhand was down is decided once it has."""
         self._stopped = threading.Event()
         self._targets = [(config.environments[e].context, config.namespace_of(w, e), w, e)
                          for w, spec in config.workloads.items() for e in spec.environments]
@@ -256,68 +309,121 @@ class NodeThreads:
         with self._lock:
             if self._stopped.is_set():
                 return
-            continued = set(self._threads)
+            continued = list(self._threads.values())
+            present: set[str] = set()
             for context in self._contexts:
                 for obj in self._cache.list(context, None, "Node"):
+                    present.add(obj["metadata"]["name"])
                     self._first_sight(obj)
+            if all(_listed(self._cache.informer(c, None, "Node")) for c in self._contexts):
+                for thread in continued:
+                    if thread.story.node not in present and self._is_open(thread):
+                        self._end(thread, "removed")
             pods = [p for c, ns, _, _ in self._targets for p in self._cache.list(c, ns, "Pod")]
             for pod in pods:
                 self._follow("ADDED", pod)
-            names = {p["metadata"]["name"] for p in pods}
-            for node, thread in self._threads.items():
-                story = thread.story
-                if node in continued and story.evicted_at is None and \
-                        not names & set(story.workloads):
-                    story.evicted_at = time.time()  # deleted while Deckhand was down
+            for thread in list(self._threads.values()):
+                if any(thread is t for t in continued) and self._settle(thread) is None:
+                    self._unsettled.append(thread)
                 # A continued story edits its message (or, if its post never completed, posts
                 # it now); one opened above is on its way and its completion shows the latest.
                 self._show(thread)
             self._caught_up = True
+        # Pods missing from a namespace that had not listed are not known to be evicted: wait
+        # (here, on this thread) until it has, then decide.
+        while self._unsettled and not self._stopped.wait(1.0):
+            with self._lock:
+                for thread in list(self._unsettled):
+                    settled = self._settle(thread) if self._is_open(thread) else False
+                    if settled is not None:
+                        self._unsettled.remove(thread)
+                    if settled:
+                        self._show(thread)
+
+    def _is_open(self, thread: _Thread) -> bool:
+        """``thread`` is still its node's open story (lock held)."""
+        return self._threads.get(thread.story.node) is thread
+
+    def _settle(self, thread: _Thread) -> bool | None:
+        """Whether the continued story's pods were evicted while Deckhand was down (lock held):
+        True if it says so now, False if not (or known already), None while their namespace
+        has not listed (or its API server is unreachable): nothing is inferred from no
+        picture."""
+        story = thread.story
+        if story.evicted_at is not None:
+            return False
+        labels = set(story.workloads.values())
+        where = [(c, ns) for c, ns, w, e in self._targets if f"{w} in {e}" in labels]
+        if not all(_listed(self._cache.informer(c, ns, "Pod")) for c, ns in where):
+            return None
+        names = {p["metadata"]["name"] for c, ns in where for p in self._cache.list(c, ns, "Pod")}
+        if names & set(story.workloads):
+            return False
+        story.evicted_at = time.time()
+        story.evicted_unseen = True
+        return True
 
     # -- events (on the informers' threads: quick, never blocking) ----------------------------
 
     def _first_sight(self, node: Obj) -> None:
         """A node in the first picture after a start (lock held)."""
         h = node_health(node)
-        self._ready[h.name] = h.ready
         thread = self._threads.get(h.name)
+        if thread is not None and h.ready != "True" and \
+                h.since not in (None, thread.story.transition()):
+            # Its Ready condition changed while Deckhand was down (it came back and failed
+            # again): the old story ends, this failure gets a message of its own.
+            self._end(thread, "again")
+            thread = None
         if thread is None:
-            if h.ready != "True":
-                self._open(h, node)  # down since before the start: unless already told
+            if h.ready != "True" and not self._open(h, node):
+                return  # not stored: the node's next event tries again
         elif h.ready == "True":
             self._close(thread, h)
         else:
-            # Still down: the stored story goes on. (Had the node come back and failed again
-            # while Deckhand was down, this failure continues the old message too.)
-            self._mark(thread.story, node)
+            self._mark(thread.story, node)  # still down: the stored story goes on
+        self._ready[h.name] = h.ready
 
     def _node(self, kind: str, node: Obj) -> None:
-        if kind in ("BOOKMARK", "DELETED"):
+        if kind == "BOOKMARK":
             return
         with self._lock:
             if not self._caught_up:
                 return
             h = node_health(node)
-            before = self._ready.get(h.name)
-            self._ready[h.name] = h.ready
             thread = self._threads.get(h.name)
+            if kind == "DELETED":
+                self._ready.pop(h.name, None)
+                if thread is not None:
+                    self._end(thread, "removed")
+                return
+            before = self._ready.get(h.name)
             if thread is None:
-                if h.ready != "True" and before in ("True", None):
-                    self._open(h, node)
+                if h.ready != "True" and before in ("True", None) and not self._open(h, node):
+                    return  # not stored: not seen down yet, so the next event tries again
             elif h.ready == "True":
                 self._close(thread, h)
             elif self._mark(thread.story, node):
                 self._show(thread)
+            self._ready[h.name] = h.ready
 
     def _mark(self, story: Story, node: Obj) -> bool:
-        """Copy the node's cordon and out-of-service taint into ``story``; True if changed."""
+        """Copy the node's Ready condition (while down), cordon and out-of-service taint into
+        ``story``; True if changed."""
+        h = node_health(node)
+        now = (story.ready_now(), story.transition())
+        if h.ready != "True" and (h.ready, h.since or now[1]) != now:
+            story.current, story.current_since = h.ready, h.since or now[1]
         cordoned = bool((node.get("spec") or {}).get("unschedulable"))
         oos = _out_of_service(node)
-        changed = (story.cordoned, story.out_of_service) != (cordoned, oos)
+        changed = (story.cordoned, story.out_of_service) != (cordoned, oos) or \
+            (story.ready_now(), story.transition()) != now
         story.cordoned, story.out_of_service = cordoned, oos
         return changed
 
-    def _open(self, h: NodeHealth, node: Obj) -> None:
+    def _open(self, h: NodeHealth, node: Obj) -> bool:
+        """Open the story of this failure if the node runs managed pods; False only if the
+        store could not record it (then nothing is shown and the next event tries again)."""
         workloads: dict[str, str] = {}
         toleration: int | None = None
         for context, namespace, w, e in self._targets:
@@ -327,20 +433,32 @@ class NodeThreads:
                     workloads[pod["metadata"]["name"]] = f"{w} in {e}"
                     toleration = toleration_seconds(pod["spec"])
         if not workloads:
-            return
+            return True
         stopped = _epoch(h.since) or time.time()
         since = h.since or datetime.fromtimestamp(stopped, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         story = Story(node=h.name, since=since, stopped_at=stopped, state=h.ready,
                       workloads=workloads, toleration=toleration)
         self._mark(story, node)
-        if not self._store.open_node_thread(h.name, since, self._channel, story.model_dump()):
-            return  # this failure was told (and ended) before: never a second message
-        self._threads[h.name] = thread = _Thread(story, self._channel)
-        self._show(thread)
+        try:
+            new = self._store.open_node_thread(h.name, since, self._channel, story.model_dump())
+        except sqlite3.Error:
+            log.exception("the failure of %s (%s) could not be stored; tried again on its next "
+                          "event", h.name, since)
+            return False
+        if new:  # else this failure was told (and ended) before: never a second message
+            self._threads[h.name] = thread = _Thread(story, self._channel)
+            self._show(thread)
+        return True
 
     def _close(self, thread: _Thread, h: NodeHealth) -> None:
         thread.story.back_at = _epoch(h.since) or time.time()
         # The story ends here: the node's next failure gets a message of its own.
+        del self._threads[thread.story.node]
+        self._show(thread)
+
+    def _end(self, thread: _Thread, why: str) -> None:
+        """End the story without the node coming back: "removed" or "again" (lock held)."""
+        thread.story.ended = why
         del self._threads[thread.story.node]
         self._show(thread)
 
@@ -368,8 +486,11 @@ class NodeThreads:
         if owner is None:
             return
         label = f"{owner[0]} in {owner[1]}"
-        name = pod["metadata"]["name"]
+        meta = pod["metadata"]
+        name = meta["name"]
         where = (pod.get("spec") or {}).get("nodeName")
+        created = _epoch(meta.get("creationTimestamp"))
+        leaving = kind == "DELETED" or meta.get("deletionTimestamp") is not None
         for node, thread in self._threads.items():
             story = thread.story
             if label not in story.workloads.values() or story.done():
@@ -380,13 +501,19 @@ class NodeThreads:
                 if (deleted is not None or kind == "DELETED") and story.evicted_at is None:
                     story.evicted_at = deleted or time.time()
                     changed = True
+            elif leaving or created is None or created < story.stopped_at - 1:
+                # Not a replacement: a replica that ran before the failure (creation times
+                # have 1 s resolution), or one going away.
+                continue
             elif where and where != node:
+                if story.stuck.pop(label, None) is not None:
+                    changed = True
                 if story.replacements.get(label) != where:
                     story.replacements[label] = where
                     changed = True
                 ready = _ready_since(pod)
                 if ready is not None and label not in story.ready_at:
-                    story.ready_at[label] = ready
+                    story.ready_at[label] = max(ready, story.stopped_at)
                     changed = True
             elif not where:
                 reason = pending_reason(pod)
@@ -414,7 +541,7 @@ class NodeThreads:
         """Store the story, then post it, or edit it once its message exists (lock held)."""
         story = thread.story
         self._store.save_node_story(story.node, story.since, story.model_dump(),
-                                    closed=story.back_at is not None)
+                                    closed=story.closed())
         text, blocks_ = blocks.node_failure(story)
         if thread.ts is not None:
             self._outbox.edit(thread.channel, thread.ts, text, blocks_, final=True)

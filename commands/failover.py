@@ -238,9 +238,12 @@ def pod_line(pod: Obj, nodes: dict[str, Obj]) -> str:
 
 # -- acting on a node ------------------------------------------------------------------------------
 
-def _strictness(deps: Deps, environment: str) -> tuple[int, str]:
+def _strictness(deps: Deps, environment: str) -> tuple[int, bool, float, bool, str]:
+    """More approvals first; then approvers limited to roles; then the shorter lifetime; on a
+    full tie, production (out of service is "approved like a production action")."""
     a = deps.config.environments[environment].approval
-    return (a.approvers, environment)
+    return (a.approvers, bool(a.approver_roles), -a.lifetime.total_seconds(),
+            environment == "production", environment)
 
 
 def _strictest(deps: Deps, pool: list[tuple[str, str]]) -> Resolved:
@@ -400,7 +403,7 @@ def drill(deps: Deps, plan: Plan) -> Outcome:
                                       steps)
         ok = ok and ready
         lines.append(f"{workload} in {environment}: " + (
-            f"Ready again in {round(time.monotonic() - started)} s" if ready else how))
+            f"Ready again in {round(time.monotonic() - started)} s{how}" if ready else how))
     lines.append(f"{node} stays cordoned: /uncordon {node} when done")
     return Outcome(ok=ok, message="\n".join(lines))
 
@@ -423,10 +426,17 @@ def _ready_elsewhere(deps: Deps, workload: str, environment: str, node: str,
         ready = [p for p in pods if not p["metadata"].get("deletionTimestamp") and any(
             c.get("type") == "Ready" and c.get("status") == "True"
             for c in (p.get("status") or {}).get("conditions") or [])]
-        if len(ready) >= progress(d).desired and not on_node:
+        # A pod evicted from a node that stopped answering stays Terminating (no kubelet
+        # confirms it): it does not hold the workload back, but it is worth saying.
+        live = [p for p in on_node if not p["metadata"].get("deletionTimestamp")]
+        if len(ready) >= progress(d).desired and not live:
             where = ", ".join(sorted({str(p["spec"].get("nodeName")) for p in ready}))
             steps.say(topic, f"{head}Ready on {where} in {round(time.monotonic() - started)} s")
-            return True, ""
+            if on_node and _down(deps, node, r.context):
+                return True, (f"; its old pod is stuck Terminating on {node}, which does not "
+                              f"answer (/failover out-of-service {node} once it is powered off)")
+            if not on_node:
+                return True, ""
         pending = [x for x in pods if not (x.get("spec") or {}).get("nodeName")]
         if pending:
             how = "stuck: " + failover.verdict(pending[0]["spec"], pending, [], []).line
@@ -439,6 +449,12 @@ def _ready_elsewhere(deps: Deps, workload: str, environment: str, node: str,
                 steps.say(topic, f"{head}replacement scheduled on {', '.join(moved)}")
         time.sleep(POLL_SECONDS)
     return False, how
+
+
+def _down(deps: Deps, node: str, context: str | None) -> bool:
+    """The node stopped answering or reports NotReady: its pods' deletions will not finish."""
+    found = deps.kube.get_node(node, context)
+    return found is not None and failover.node_health(found).ready != "True"
 
 
 class Steps:
@@ -492,11 +508,8 @@ def service_plan(deps: Deps, verb: str, name: str, *, out: bool) -> Plan:
     health = failover.node_health(node)
     t = OUT_OF_SERVICE_TAINT
     taint = f"{t['key']}={t['value']}:{t['effect']}"
-    if out and health.ready == "True":
-        raise DeckhandError(
-            f"{name} is Ready: Deckhand marks a node out of service only when it is down. On a "
-            "live node its pods would be force-deleted while they may still run and write to "
-            "their volumes. Nothing was changed.")
+    if out:
+        refuse_live(name, health.ready)
     if out and _marked(node):
         raise DeckhandError(f"{name} is already marked out of service; /failover in-service "
                             f"{name} removes the mark. Nothing was changed.")
@@ -536,6 +549,21 @@ def service_plan(deps: Deps, verb: str, name: str, *, out: bool) -> Plan:
                 follow=False)
 
 
+def refuse_live(name: str, ready: str, since_planned: bool = False) -> None:
+    """Out of service only for a node that stopped answering (Ready "Unknown": no kubelet
+    reports). Ready "True", or "False" (its kubelet runs and reports NotReady), means the node
+    is on: its pods would be force-deleted while they may still run and write to volumes."""
+    if ready == "Unknown":
+        return
+    now = " since this was planned" if since_planned else ""
+    state = ("is Ready" if ready == "True" else
+             "reports NotReady itself (its kubelet runs, so the node is on)")
+    raise DeckhandError(f"{name} {state}{now}: Deckhand marks a node out of service only when it "
+                        "has stopped answering (Ready Unknown). On a running node its pods would "
+                        "be force-deleted while they may still write to their volumes. Nothing "
+                        "was changed.")
+
+
 def set_service(deps: Deps, plan: Plan) -> Outcome:
     """Add or remove the out-of-service taint (the node's other taints stay); after adding it,
     wait for the pods the plan listed to be force-deleted, showing each one as it goes."""
@@ -543,10 +571,8 @@ def set_service(deps: Deps, plan: Plan) -> Outcome:
     node = deps.kube.get_node(name, plan.context)
     if node is None:
         raise DeckhandError(f"node {name} no longer exists; nothing was done")
-    if out and failover.node_health(node).ready == "True":
-        raise DeckhandError(f"{name} is Ready again since this was planned; marking it out of "
-                            "service now would force-delete pods that may run. Nothing was "
-                            "changed.")
+    if out:
+        refuse_live(name, failover.node_health(node).ready, since_planned=True)
     if not deps.kube.set_taint(name, OUT_OF_SERVICE_TAINT, out, plan.context):
         return Outcome(ok=True, message=f"{name} was already {'' if out else 'not '}marked out "
                                         "of service; nothing was done")

@@ -302,7 +302,11 @@ class Cluster:
         self.api("POST", "/api/v1/nodes", body)
 
     def start_node(self, name: str, wait: bool = True) -> None:
-        """Start the node's kwok process: its heartbeat (Lease renewals) and pod lifecycle."""
+        """Start the node's kwok process: its heartbeat (Lease renewals) and pod lifecycle.
+        Refused while one runs: a second kwok for the node would leave the first unmanaged."""
+        running = self.procs.get(f"kwok-{name}")
+        if running is not None and running.popen.poll() is None:
+            raise ClusterError(f"node {name} already has a running kwok process")
         node = next(n for n in NODES if n.name == name)
         env = _clean_env()
         env["KWOK_WORKDIR"] = str(self.workdir / "kwok" / name)

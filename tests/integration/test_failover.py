@@ -5,6 +5,7 @@ Every test that cordons a node uncordons it in a finally: nodes are shared by th
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -165,6 +166,32 @@ def test_drill_moves_the_pod_and_leaves_the_node_cordoned(
         core.patch_node(node, {"spec": {"unschedulable": False}})
 
 
+def test_drill_of_a_node_that_stopped_answering_ends_when_the_replacement_is_ready(
+        world: tuple[Deps, str], core: client.CoreV1Api, apps: client.AppsV1Api,
+        cluster: Cluster) -> None:
+    """The failure thread's Drain: the evicted pod stays Terminating on the dead node (no
+    kubelet confirms it). The drill ends when the replacement is Ready, and says so."""
+    deps, ns = world
+    node = deploy(core, apps, ns, "networked")
+    cluster.stop_node(node)
+    try:
+        cluster.wait_node_ready(node, want="Unknown", timeout=90)
+        cmd = Failover()
+        plan = cmd.plan(deps, cmd.parse(f"drill {node}", deps.config))
+        started = time.monotonic()
+        outcome = cmd.execute(deps, plan, "U1")
+        assert outcome.ok, outcome.message
+        assert time.monotonic() - started < deps.config.failover.eviction_seconds
+        assert _running_on(core, ns) == other(node)
+        assert (f"its old pod is stuck Terminating on {node}, which does not answer "
+                f"(/failover out-of-service {node} once it is powered off)") in outcome.message
+    finally:
+        try:
+            cluster.start_node(node)
+        finally:
+            core.patch_node(node, {"spec": {"unschedulable": False}})
+
+
 def test_drill_with_local_path_leaves_the_pod_pending_with_the_reason(
         world: tuple[Deps, str], core: client.CoreV1Api, apps: client.AppsV1Api) -> None:
     deps, ns = world
@@ -315,7 +342,8 @@ def test_out_of_service_refusals_change_nothing(world: tuple[Deps, str],
     def plan(text: str) -> Any:
         return cmd.plan(deps, cmd.parse(text, deps.config))
 
-    with pytest.raises(DeckhandError, match=r"netcup-worker-1 is Ready: .*only when it is down"):
+    with pytest.raises(DeckhandError,
+                       match=r"netcup-worker-1 is Ready: .*only when it has stopped answering"):
         plan("out-of-service netcup-worker-1")
     with pytest.raises(DeckhandError, match="home-control is the control-plane node"):
         plan("out-of-service home-control")

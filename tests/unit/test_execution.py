@@ -249,3 +249,18 @@ def test_a_long_execution_shows_its_progress_before_the_final_message(
     assert world.row(r).state is State.SUCCEEDED
     assert [final for _, final in world.outbox.edits] == [False, False, True]
     assert world.executions.deps.progress is None  # set per request, never shared
+
+
+def test_an_execution_that_ran_but_did_not_reach_its_goal_ends_failed(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drill whose workload never came back: everything asked ran, the request is failed."""
+    class Stuck:
+        def execute(self, deps: Deps, plan: Plan, requester: str) -> Outcome:
+            return Outcome(ok=False, message="cardano-node in production: stuck: 0/3 nodes ...")
+
+    monkeypatch.setitem(COMMANDS, "failover", Stuck())
+    r = world.request(verb="failover", follow=False)
+    world.executions.start(r)
+    row = world.row(r)
+    assert row.state is State.FAILED and row.result and row.result["ok"] is False
+    assert "stuck: 0/3 nodes" in row.result["message"]

@@ -13,12 +13,12 @@ import pytest
 
 from deckhand.bot.cache import ClusterCache
 from deckhand.bot.config import DeckhandConfig, FailoverConfig, load_config
-from deckhand.bot.errors import UsageError
+from deckhand.bot.errors import DeckhandError, UsageError
 from deckhand.bot.rbac import Actor, Policy, StaticGroupDirectory
 from deckhand.commands import COMMANDS
 from deckhand.commands.base import Deps
 from deckhand.commands.cordon import Cordon, Uncordon
-from deckhand.commands.failover import Failover, evictable
+from deckhand.commands.failover import Failover, _strictest, every_target, evictable, refuse_live
 from tests.unit.test_status_calls import CountingKube, example_objects
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
@@ -166,3 +166,32 @@ def test_a_synced_cache_leaves_only_the_storage_class(
     view = Failover().read(deps, Failover().parse("status cardano-node production", cfg))
     assert kube.calls - before == Counter({"StorageClass": 1})
     assert view.lines[0].startswith("*cardano-node* in *production*: ")
+
+
+def test_out_of_service_only_for_a_node_that_stopped_answering() -> None:
+    """Ready Unknown: no kubelet reports, the node is presumably off. Ready False: its kubelet
+    runs and says NotReady, so the node is on and its pods may still write to their volumes."""
+    refuse_live("w1", "Unknown")
+    with pytest.raises(DeckhandError, match=r"w1 is Ready: .*only when it has stopped answering"):
+        refuse_live("w1", "True")
+    with pytest.raises(DeckhandError, match=r"w1 reports NotReady itself \(its kubelet runs"):
+        refuse_live("w1", "False")
+    with pytest.raises(DeckhandError, match=r"w1 is Ready since this was planned"):
+        refuse_live("w1", "True", since_planned=True)
+
+
+def test_approval_follows_the_strictest_environment_and_production_on_a_tie() -> None:
+    example = load_config(EXAMPLE)
+    lifetime = example.environments["production"].approval.lifetime
+
+    def with_approvers(counts: dict[str, int]) -> Deps:
+        envs = {name: env.model_copy(update={"approval": env.approval.model_copy(update={
+                    "approvers": counts.get(name, 1), "approver_roles": [],
+                    "lifetime": lifetime})})
+                for name, env in example.environments.items()}
+        return Deps(config=example.model_copy(update={"environments": envs}),
+                    kube=None)  # type: ignore[arg-type]
+
+    everything = every_target(example)
+    assert _strictest(with_approvers({}), everything).environment == "production"
+    assert _strictest(with_approvers({"staging": 2}), everything).environment == "staging"

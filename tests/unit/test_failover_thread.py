@@ -5,6 +5,7 @@ covered end to end in tests/e2e/test_failover_thread.py)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -228,6 +229,7 @@ class Informer:
     def __init__(self) -> None:
         self.synced = threading.Event()
         self.synced.set()
+        self.unreachable_since: float | None = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
@@ -294,8 +296,10 @@ def node(ready: str, since: str = T0, **spec: Any) -> dict[str, Any]:
 
 
 def pod(name: str, where: str | None, deleting: bool = False,
-        ready: str | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": "cardano",
+        ready: str | None = None, created: str = "2026-01-01T10:00:12Z") -> dict[str, Any]:
+    """A pod of cardano-node; created (by default) after the failure at T0, as a replacement
+    is (the failed node's own pods are known by name, whatever their age)."""
+    meta: dict[str, Any] = {"name": name, "namespace": "cardano", "creationTimestamp": created,
                             "labels": {"app": "cardano-node"}}
     if deleting:
         # Evicted at 10:00:12: the timestamp is the end of its grace period.
@@ -394,4 +398,197 @@ def test_cordon_and_the_taint_show_on_the_message(tmp_path: Path) -> None:
     assert stored.offers() == [blocks.ACTION_NODE_IN_SERVICE]
     assert threads.thread_of("w1") == ("COPS", "300.3")
     assert threads.thread_of("w9") is None
+    threads.stop()
+
+
+# -- review findings -------------------------------------------------------------------------------
+
+
+def stored(store: Store) -> Story:
+    """The one open story."""
+    rows = store.open_node_threads()
+    assert len(rows) == 1
+    return Story.model_validate(rows[0].story)
+
+
+def test_only_a_node_that_stopped_answering_is_offered_out_of_service() -> None:
+    # NotReady ("False"): its kubelet reports, so the node runs: never out of service.
+    assert blocks.ACTION_NODE_OUT_OF_SERVICE not in story(state="False",
+                                                           evicted_at=1011.0).offers()
+    assert blocks.ACTION_NODE_OUT_OF_SERVICE in story(state="Unknown", evicted_at=1011.0).offers()
+    # What counts is the state now, not at the start of the failure.
+    assert blocks.ACTION_NODE_OUT_OF_SERVICE in story(
+        state="False", current="Unknown", current_since=T0, evicted_at=1011.0).offers()
+    assert blocks.ACTION_NODE_OUT_OF_SERVICE not in story(
+        state="Unknown", current="False", current_since=T0, evicted_at=1011.0).offers()
+
+
+def test_the_story_follows_the_ready_state_while_the_node_stays_down(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("True")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    cache.tell("Node", "MODIFIED", node("False"))
+    cache.tell("Pod", "MODIFIED", pod("old", "w1", deleting=True))
+    outbox.deliver("1.1")
+    assert "*w1* turned NotReady" in outbox.edits[-1][1]
+    assert blocks.ACTION_NODE_OUT_OF_SERVICE not in stored(store).offers()
+    # The kubelet stops reporting (the node is off): its condition's status and time change.
+    cache.tell("Node", "MODIFIED", node("Unknown", since="2026-01-01T10:01:00Z"))
+    s = stored(store)
+    assert (s.state, s.ready_now(), s.transition()) == ("False", "Unknown",
+                                                         "2026-01-01T10:01:00Z")
+    assert f"it stopped answering at {_clock(T0_EPOCH + 60)}" in outbox.edits[-1][1]
+    assert blocks.ACTION_NODE_OUT_OF_SERVICE in s.offers()
+    threads.stop()
+    # A restart sees the same failure (no new message, the same one goes on).
+    cache.objects["Node"] = [node("Unknown", since="2026-01-01T10:01:00Z")]
+    cache.objects["Pod"] = []
+    threads, after = started(store, cache)
+    assert after.posts == [] and {ts for ts, _ in after.edits} == {"1.1"}
+    assert "came back" not in after.edits[-1][1]
+    threads.stop()
+
+
+def test_a_restart_without_the_pods_picture_infers_no_eviction(tmp_path: Path,
+                                                               monkeypatch: Any) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("True")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    cache.tell("Node", "MODIFIED", node("Unknown"))
+    outbox.deliver("1.1")
+    threads.stop()
+    # Restarted while the API server cannot be reached: nothing lists within the deadline.
+    monkeypatch.setattr("deckhand.bot.node_threads.CATCH_UP_SECONDS", 0)
+    cache.objects["Node"], cache.objects["Pod"] = [], []
+    for informer in cache.informers.values():
+        informer.synced.clear()
+    threads, after = started(store, cache)
+    s = stored(store)
+    assert s.evicted_at is None and not s.evicted_unseen
+    assert "were evicted" not in after.edits[-1][1]
+    # Listed, but the API server stopped answering since: still no inference.
+    cache.informers["Pod"].unreachable_since = 5.0
+    cache.informers["Pod"].synced.set()
+    cache.informers["Node"].synced.set()
+    cache.informers["Deployment"].synced.set()
+    with threads._lock:
+        assert threads._settle(threads._threads["w1"]) is None
+    assert stored(store).evicted_at is None
+    # Listed and answering, the pod is not there: it was evicted while Deckhand was down.
+    cache.informers["Pod"].unreachable_since = None
+    wait_until(lambda: stored(store).evicted_unseen, 10, "the eviction inferred")
+    assert "its pods were evicted while Deckhand was down" in after.edits[-1][1]
+    assert f"evicted at {_clock(T0_EPOCH + 12)}" not in after.edits[-1][1]
+    threads.stop()
+
+
+def test_a_deleted_node_ends_its_story_without_buttons(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("True")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    cache.tell("Node", "MODIFIED", node("Unknown"))
+    outbox.deliver("1.1")
+    cache.objects["Node"] = []
+    cache.tell("Node", "DELETED", node("Unknown"))
+    assert store.open_node_threads() == []
+    assert outbox.edits[-1][1].endswith("w1 was removed from the cluster")
+    ended = Story.model_validate(store.node_thread("w1", T0).story)  # type: ignore[union-attr]
+    assert ended.ended == "removed" and ended.offers() == [] and buttons(ended) == {}
+    assert threads.thread_of("w1") == ("COPS", "1.1")
+    threads.stop()
+
+
+def test_a_node_gone_while_deckhand_was_down_ends_its_story(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("Unknown")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    outbox.deliver("1.1")
+    threads.stop()
+    cache.objects["Node"] = []
+    threads, after = started(store, cache)
+    assert store.open_node_threads() == [] and after.posts == []
+    assert after.edits[-1][0] == "1.1"
+    assert "w1 was removed from the cluster" in after.edits[-1][1]
+    threads.stop()
+
+
+def test_a_replica_that_ran_elsewhere_before_the_failure_is_no_replacement(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    other = pod("other", "w2", ready="2026-01-01T09:00:00Z", created="2026-01-01T08:59:00Z")
+    cache = Cache([node("True")], [pod("old", "w1"), other])
+    threads, outbox = started(store, cache)
+    cache.tell("Node", "MODIFIED", node("Unknown"))
+    cache.tell("Pod", "MODIFIED", other)  # any status update of the healthy replica
+    outbox.deliver("1.1")
+    s = stored(store)
+    assert s.replacements == {} and s.ready_at == {}
+    assert "completed" not in (outbox.edits[-1][1] if outbox.edits else outbox.posts[-1])
+    # The real replacement (created in the same second as the failure) completes it, and its
+    # Ready time is never before the failure.
+    cache.tell("Pod", "ADDED", pod("new", "w2", ready="2026-01-01T09:59:59Z",
+                                   created="2026-01-01T09:59:59Z"))
+    s = stored(store)
+    assert s.replacements == {"cardano-node in production": "w2"}
+    assert s.ready_at == {"cardano-node in production": T0_EPOCH}
+    assert "*failover completed in 0 s*" in outbox.edits[-1][1]
+    threads.stop()
+
+
+def test_a_scheduled_replacement_is_no_longer_stuck(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("True")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    cache.tell("Node", "MODIFIED", node("Unknown"))
+    outbox.deliver("1.1")
+    pending = pod("new", None)
+    pending["status"]["conditions"] = [{"type": "PodScheduled", "status": "False",
+                                        "message": "0/3 nodes: volume node affinity conflict"}]
+    cache.tell("Pod", "ADDED", pending)
+    assert "stuck: 0/3 nodes" in outbox.edits[-1][1]
+    cache.tell("Pod", "MODIFIED", pod("new", "w2"))
+    assert "stuck" not in outbox.edits[-1][1]
+    assert "replacement scheduled on w2" in outbox.edits[-1][1]
+    assert stored(store).stuck == {}
+    threads.stop()
+
+
+def test_a_node_that_failed_again_while_deckhand_was_down_gets_a_new_message(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("Unknown")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    outbox.deliver("1.1")
+    threads.stop()
+    # Back and down again meanwhile: the Ready condition changed at 11:00.
+    again = "2026-01-01T11:00:00Z"
+    cache.objects["Node"] = [node("Unknown", since=again)]
+    cache.objects["Pod"] = [pod("old2", "w1", created="2026-01-01T10:30:00Z")]
+    threads, after = started(store, cache)
+    assert after.edits[0][0] == "1.1" and "w1 came back" in after.edits[0][1]
+    assert store.node_thread("w1", T0).closed_at is not None  # type: ignore[union-attr]
+    assert len(after.posts) == 1 and f"stopped answering at {_clock(T0_EPOCH + 3600)}" in \
+        after.posts[0]
+    assert stored(store).since == again
+    after.deliver("2.2")
+    assert threads.thread_of("w1") == ("COPS", "2.2")
+    threads.stop()
+
+
+def test_a_failure_the_store_could_not_record_is_tried_again(tmp_path: Path,
+                                                             monkeypatch: Any) -> None:
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("True")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    real = store.open_node_thread
+
+    def broken(*args: Any) -> bool:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "open_node_thread", broken)
+    cache.tell("Node", "MODIFIED", node("Unknown"))
+    assert outbox.posts == [] and store.open_node_threads() == []
+    monkeypatch.setattr(store, "open_node_thread", real)
+    cache.tell("Node", "MODIFIED", node("Unknown"))  # e.g. its next status update
+    assert len(outbox.posts) == 1 and stored(store).since == T0
     threads.stop()
