@@ -397,6 +397,8 @@ class Pipeline:
         self.store.prune_deliveries(time.time() - DELIVERY_MEMORY_SECONDS)
         self.store.prune_alert_groups(time.time() - ALERT_MEMORY_SECONDS)
         self.store.prune_node_threads(time.time() - ALERT_MEMORY_SECONDS)
+        if self.node_threads is not None:
+            self.node_threads.resend()
 
     def resume(self) -> None:
         """After a restart: start the outbox and the cache's watches, then finish what the last

@@ -60,6 +60,8 @@ Obj = dict[str, Any]
 
 #: How long the start waits for the cache's first lists before comparing with the stored stories.
 CATCH_UP_SECONDS = 60
+#: A message Slack did not take (the outbox gave up: a long outage) is sent again this often.
+RESEND_SECONDS = 60.0
 
 #: What each button of the message asks for: (command, its text); ``{node}`` is the button's
 #: value. The click goes through the gate exactly as if the command were typed in the thread.
@@ -238,6 +240,8 @@ class _Thread:
     """The first post is in the outbox: later changes wait for its ts."""
     posted: tuple[str, list[dict[str, Any]]] | None = None
     """What the first post showed (its completion edits only if the story moved on)."""
+    shown_at: float = 0.0
+    """When its latest text was handed to the outbox."""
 
 
 class NodeThreads:
@@ -255,6 +259,9 @@ class NodeThreads:
         self._ready: dict[str, str] = {}
         self._threads: dict[str, _Thread] = {}
         """The open stories, by node."""
+        self._unsent: dict[int, _Thread] = {}
+        """Stories (open or just closed, by id) whose latest text Slack did not take: the
+        outbox gave up (a Slack outage longer than its give_up_after). resend() tries again."""
         self._caught_up = False
         """The first picture (after a start) was compared with the stored stories; events
         before that are left to it."""
@@ -543,13 +550,37 @@ class NodeThreads:
         self._store.save_node_story(story.node, story.since, story.model_dump(),
                                     closed=story.closed())
         text, blocks_ = blocks.node_failure(story)
+        thread.shown_at = time.time()
         if thread.ts is not None:
-            self._outbox.edit(thread.channel, thread.ts, text, blocks_, final=True)
+            self._outbox.edit(thread.channel, thread.ts, text, blocks_, final=True,
+                              on_done=self._edited(thread))
         elif not thread.posting:
             thread.posting = True
             thread.posted = (text, blocks_)
             self._outbox.post(thread.channel, text, blocks_, on_done=self._posted(thread))
         # else: posted, its ts not known yet: the post's completion edits in the latest text.
+
+    def _edited(self, thread: _Thread) -> Callable[[Delivered], None]:
+        def done(delivered: Delivered) -> None:
+            with self._lock:
+                if delivered.ok:
+                    self._unsent.pop(id(thread), None)
+                else:
+                    log.warning("the failure message of %s was not updated (%s)",
+                                thread.story.node, delivered.error)
+                    self._unsent[id(thread)] = thread
+        return done
+
+    def resend(self, now: float | None = None) -> None:
+        """Send again, at most every RESEND_SECONDS, the latest text of each story Slack did not
+        take (called by the bot's sweep): after a Slack outage longer than the outbox's
+        patience, the message still ends up showing where the failover is."""
+        now = time.time() if now is None else now
+        with self._lock:
+            for key, thread in list(self._unsent.items()):
+                if not thread.posting and now - thread.shown_at >= RESEND_SECONDS:
+                    del self._unsent[key]
+                    self._show(thread)
 
     def _posted(self, thread: _Thread) -> Callable[[Delivered], None]:
         def done(delivered: Delivered) -> None:
@@ -557,10 +588,12 @@ class NodeThreads:
                 thread.posting = False
                 story = thread.story
                 if not delivered.ok or not delivered.ts:
-                    # The next change, or the next start, posts it again.
+                    # resend() (or the next change, or the next start) posts it again.
                     log.warning("the failure message of %s was not posted (%s)", story.node,
                                 delivered.error)
+                    self._unsent[id(thread)] = thread
                     return
+                self._unsent.pop(id(thread), None)
                 thread.ts = delivered.ts
                 self._store.set_node_thread_ts(story.node, story.since, delivered.ts)
                 # Whatever happened meanwhile (even the node's return) is in the latest text.

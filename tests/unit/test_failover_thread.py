@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from deckhand.bot import blocks
 from deckhand.bot.app import Pipeline
 from deckhand.bot.config import DeckhandConfig
-from deckhand.bot.node_threads import NodeThreads, Story, _clock, node_command
+from deckhand.bot.node_threads import RESEND_SECONDS, NodeThreads, Story, _clock, node_command
 from deckhand.bot.outbox import Delivered
 from deckhand.bot.rbac import Actor
 from deckhand.bot.store import Store
@@ -272,6 +273,7 @@ class Outbox:
     posts: list[str] = field(default_factory=list)
     edits: list[tuple[str, str]] = field(default_factory=list)
     pending: list[Callable[[Delivered], None]] = field(default_factory=list)
+    edited: list[Callable[[Delivered], None]] = field(default_factory=list)
 
     def post(self, channel: str, text: str, blocks: Any = None, *, thread_ts: str | None = None,
              on_done: Callable[[Delivered], None] | None = None) -> None:
@@ -283,11 +285,24 @@ class Outbox:
              on_done: Callable[[Delivered], None] | None = None) -> None:
         assert final
         self.edits.append((ts, body(text, blocks)))
+        if on_done is not None:
+            self.edited.append(on_done)
 
     def deliver(self, ts: str) -> None:
         callbacks, self.pending = self.pending, []
         for done in callbacks:
             done(Delivered(True, ts))
+
+    def give_up(self) -> None:
+        """The outbox's verdict after a Slack outage longer than its give_up_after."""
+        callbacks, self.pending = self.pending, []
+        for done in callbacks:
+            done(Delivered(False, error="unreachable (ConnectionRefusedError)"))
+
+    def answer_edits(self, ok: bool) -> None:
+        callbacks, self.edited = self.edited, []
+        for done in callbacks:
+            done(Delivered(ok, error=None if ok else "http_503"))
 
 
 def node(ready: str, since: str = T0, **spec: Any) -> dict[str, Any]:
@@ -591,4 +606,32 @@ def test_a_failure_the_store_could_not_record_is_tried_again(tmp_path: Path,
     monkeypatch.setattr(store, "open_node_thread", real)
     cache.tell("Node", "MODIFIED", node("Unknown"))  # e.g. its next status update
     assert len(outbox.posts) == 1 and stored(store).since == T0
+    threads.stop()
+
+
+def test_a_message_slack_did_not_take_is_sent_again_each_minute_until_it_is(
+        tmp_path: Path) -> None:
+    """A Slack outage longer than the outbox's patience: the post, then an edit, given up."""
+    store = Store(tmp_path / "d.db")
+    cache = Cache([node("True")], [pod("old", "w1")])
+    threads, outbox = started(store, cache)
+    cache.tell("Node", "MODIFIED", node("Unknown"))
+    assert len(outbox.posts) == 1
+    outbox.give_up()
+    threads.resend()  # within the minute: nothing yet
+    assert len(outbox.posts) == 1
+    later = time.time() + RESEND_SECONDS
+    threads.resend(later)
+    assert len(outbox.posts) == 2 and outbox.posts[1] == outbox.posts[0]
+    outbox.deliver("100.1")
+    assert [row.ts for row in store.open_node_threads()] == ["100.1"]
+
+    cache.tell("Pod", "MODIFIED", pod("old", "w1", deleting=True))
+    assert len(outbox.edits) == 1 and "its pods were evicted at" in outbox.edits[0][1]
+    outbox.answer_edits(False)
+    threads.resend(later + RESEND_SECONDS)
+    assert outbox.edits[1] == outbox.edits[0]  # the same text again, to the same message
+    outbox.answer_edits(True)
+    threads.resend(later + 3 * RESEND_SECONDS)
+    assert len(outbox.edits) == 2 and len(outbox.posts) == 2  # taken: nothing more
     threads.stop()
