@@ -162,18 +162,7 @@ def _roles(roles: list[str] | None) -> str:
 
 def view_message(title: str, lines: list[str]) -> tuple[str, list[dict[str, Any]]]:
     """A read-only answer (status, history, help)."""
-    blocks: list[Block] = [_section(f"*{title}*")]
-    chunk: list[str] = []
-    size = 0
-    for line in lines:
-        if size + len(line) + 1 > MAX_SECTION and chunk:
-            blocks.append(_section("\n".join(chunk)))
-            chunk, size = [], 0
-        chunk.append(line)
-        size += len(line) + 1
-    if chunk:
-        blocks.append(_section("\n".join(chunk)))
-    return title, _dump(blocks)
+    return title, _dump([_section(f"*{title}*"), *_packed(lines)])
 
 
 def notice(text: str) -> tuple[str, list[dict[str, Any]]]:

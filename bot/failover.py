@@ -286,6 +286,20 @@ def pvs_of(spec: Obj, pvcs: Mapping[str, Obj], pvs: Mapping[str, Obj]) -> list[V
     return out
 
 
+def ready_condition(pod: Obj) -> Obj | None:
+    """The pod's Ready condition if it is True (its lastTransitionTime says since when), else
+    None."""
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready" and c.get("status") == "True":
+            return dict(c)
+    return None
+
+
+def out_of_service(node: Obj) -> bool:
+    """The node carries the OUT_OF_SERVICE taint (non-graceful node shutdown)."""
+    return any(t.get("key") == OUT_OF_SERVICE for t in (node.get("spec") or {}).get("taints") or [])
+
+
 def pending_reason(pod: Obj) -> str | None:
     """Why the scheduler has not placed ``pod``: its PodScheduled condition's message, the same
     text the scheduler puts in its FailedScheduling event (e.g. "0/3 nodes are available: 1

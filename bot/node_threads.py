@@ -48,7 +48,9 @@ from deckhand.bot.failover import (
     OUT_OF_SERVICE,
     NodeHealth,
     node_health,
+    out_of_service,
     pending_reason,
+    ready_condition,
     toleration_seconds,
 )
 from deckhand.bot.outbox import Delivered, Outbox
@@ -94,10 +96,8 @@ def _clock(t: float) -> str:
 
 
 def _ready_since(pod: Obj) -> float | None:
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready" and c.get("status") == "True":
-            return _epoch(c.get("lastTransitionTime"))
-    return None
+    ready = ready_condition(pod)
+    return _epoch(ready.get("lastTransitionTime")) if ready is not None else None
 
 
 def _evicted_at(pod: Obj) -> float | None:
@@ -113,10 +113,6 @@ def _evicted_at(pod: Obj) -> float | None:
 def _listed(informer: Informer) -> bool:
     """The informer has its picture and the API server answers: what is missing is gone."""
     return informer.synced.is_set() and informer.unreachable_since is None
-
-
-def _out_of_service(node: Obj) -> bool:
-    return any(t.get("key") == OUT_OF_SERVICE for t in (node.get("spec") or {}).get("taints") or [])
 
 
 class Story(BaseModel):
@@ -422,7 +418,7 @@ class NodeThreads:
         if h.ready != "True" and (h.ready, h.since or now[1]) != now:
             story.current, story.current_since = h.ready, h.since or now[1]
         cordoned = bool((node.get("spec") or {}).get("unschedulable"))
-        oos = _out_of_service(node)
+        oos = out_of_service(node)
         changed = (story.cordoned, story.out_of_service) != (cordoned, oos) or \
             (story.ready_now(), story.transition()) != now
         story.cordoned, story.out_of_service = cordoned, oos
@@ -579,8 +575,12 @@ class NodeThreads:
         with self._lock:
             for key, thread in list(self._unsent.items()):
                 if not thread.posting and now - thread.shown_at >= RESEND_SECONDS:
-                    del self._unsent[key]
-                    self._show(thread)
+                    del self._unsent[key]  # before: a refusal at once puts it back
+                    try:
+                        self._show(thread)
+                    except Exception:
+                        self._unsent[key] = thread  # e.g. the store is locked: next sweep
+                        raise
 
     def _posted(self, thread: _Thread) -> Callable[[Delivered], None]:
         def done(delivered: Delivered) -> None:

@@ -80,7 +80,8 @@ class Failover(Command):
     for a node that is down and stays down. Adds the taint node.kubernetes.io/out-of-service=
     nodeshutdown:NoExecute, so Kubernetes force-deletes the pods stuck Terminating there and
     releases their volumes (non-graceful node shutdown). Only safe when the node is really
-    powered off; refused while the node is Ready. in-service <node> removes the taint.
+    powered off; refused unless it has stopped answering (Ready Unknown). in-service <node>
+    removes the taint.
     Example: /failover status cardano-node production
     """
 
@@ -225,8 +226,7 @@ class Judged:
 def pod_line(pod: Obj, nodes: dict[str, Obj]) -> str:
     st = pod.get("status") or {}
     restarts = sum(c.get("restartCount", 0) for c in st.get("containerStatuses") or [])
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                for c in st.get("conditions") or [])
+    ready = failover.ready_condition(pod) is not None
     phase = "Terminating" if pod["metadata"].get("deletionTimestamp") else st.get("phase",
                                                                                    "Pending")
     where = (pod.get("spec") or {}).get("nodeName")
@@ -423,9 +423,8 @@ def _ready_elsewhere(deps: Deps, workload: str, environment: str, node: str,
         pods = deps.kube.list_pods(r.namespace, _selector(d), r.context)
         on_node = [p for p in pods if (p.get("spec") or {}).get("nodeName") == node]
         # Judged from the pods, not the Deployment's status, which lags behind an eviction.
-        ready = [p for p in pods if not p["metadata"].get("deletionTimestamp") and any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (p.get("status") or {}).get("conditions") or [])]
+        ready = [p for p in pods if not p["metadata"].get("deletionTimestamp")
+                 and failover.ready_condition(p) is not None]
         # A pod evicted from a node that stopped answering stays Terminating (no kubelet
         # confirms it): it does not hold the workload back, but it is worth saying.
         live = [p for p in on_node if not p["metadata"].get("deletionTimestamp")]
@@ -440,7 +439,8 @@ def _ready_elsewhere(deps: Deps, workload: str, environment: str, node: str,
         pending = [x for x in pods if not (x.get("spec") or {}).get("nodeName")]
         if pending:
             how = "stuck: " + failover.verdict(pending[0]["spec"], pending, [], []).line
-            steps.say(topic, f"{head}replacement Pending: {failover.pending_reason(pending[0]) or 'not scheduled yet'}")
+            reason = failover.pending_reason(pending[0]) or "not scheduled yet"
+            steps.say(topic, f"{head}replacement Pending: {reason}")
         else:
             moved = sorted({str(p["spec"]["nodeName"]) for p in pods
                             if p["spec"]["nodeName"] != node
@@ -476,11 +476,6 @@ class Steps:
 
 # -- marking a dead node out of service ------------------------------------------------------------
 
-def _marked(node: Obj) -> bool:
-    return any(t.get("key") == failover.OUT_OF_SERVICE
-               for t in (node.get("spec") or {}).get("taints") or [])
-
-
 def _pods_on(deps: Deps, world: World, name: str) -> list[tuple[str, Obj]]:
     """Every pod of Deckhand's namespaces that the API places on node ``name``, with the
     "workload in environment" whose namespace holds it."""
@@ -499,7 +494,8 @@ def _pods_on(deps: Deps, world: World, name: str) -> list[tuple[str, Obj]]:
 
 def service_plan(deps: Deps, verb: str, name: str, *, out: bool) -> Plan:
     """The plan of /failover out-of-service (``out``) or in-service on node ``name``: refused
-    for a node Deckhand may not act on, for a Ready node (out) or a node not marked (in); it
+    for a node Deckhand may not act on, for a node still answering (out: see refuse_live) or a
+    node not marked (in); it
     lists the pods stuck Terminating there, and is approved like the strictest environment
     configured (the taint acts on every pod of the node, whoever's)."""
     world = World(deps)
@@ -510,10 +506,10 @@ def service_plan(deps: Deps, verb: str, name: str, *, out: bool) -> Plan:
     taint = f"{t['key']}={t['value']}:{t['effect']}"
     if out:
         refuse_live(name, health.ready)
-    if out and _marked(node):
+    if out and failover.out_of_service(node):
         raise DeckhandError(f"{name} is already marked out of service; /failover in-service "
                             f"{name} removes the mark. Nothing was changed.")
-    if not out and not _marked(node):
+    if not out and not failover.out_of_service(node):
         raise DeckhandError(f"{name} is not marked out of service (no "
                             f"{failover.OUT_OF_SERVICE} taint); nothing to do.")
     pods = _pods_on(deps, world, name)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from deckhand.bot import blocks
+from deckhand.bot import blocks, node_threads
 from deckhand.bot.failover import OUT_OF_SERVICE
 from tests.cluster.cluster import Cluster
 from tests.e2e.test_failover import (  # noqa: F401 - restore_workers: a fixture
@@ -177,3 +177,44 @@ def test_out_of_service_and_back_from_the_failure_message_through_the_gate(
     # The node is still down: the message offers marking it out of service again.
     again = slack.wait_for_update(back, offers(blocks.ACTION_NODE_OUT_OF_SERVICE), timeout=30)
     assert blocks.ACTION_NODE_IN_SERVICE not in again.action_ids
+
+
+@pytest.mark.usefixtures("restore_workers")
+def test_a_failure_during_a_long_slack_outage_is_posted_once_slack_is_back(
+        make_bot: Any, apps: client.AppsV1Api, core: client.CoreV1Api, cluster: Cluster,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outbox gives up on the post (after 2 s here, 15 min in production); once Slack
+    answers again, the sweep sends the message, showing where the failover is by then. The
+    e2e bots run no sweeper thread: the test sweeps, as `deckhand run`'s sweeper would."""
+    monkeypatch.setattr(node_threads, "RESEND_SECONDS", 1.0)
+    bot, slack, ns, node, other = production_pod(make_bot, apps, core, with_channel)
+    threads = bot.pipeline.node_threads
+    assert threads is not None
+    bot.pipeline.outbox._give_up_after = 2.0
+    slack.go_offline()
+    try:
+        cluster.stop_node(node)
+        wait_until(lambda: bot.store.latest_node_thread(node) is not None, 90,
+                   "the failure recorded")
+        wait_until(lambda: running_on(core, ns) == other, 90, "the replacement Running")
+
+        def completed() -> bool:
+            row = bot.store.latest_node_thread(node)
+            return row is not None and "cardano-node in production" in row.story["ready_at"]
+
+        wait_until(completed, 60, "the failover completed in the stored story")
+        # Nothing changes any more: only the sweep's resend can bring the message to Slack.
+        wait_until(lambda: threads._unsent and not any(
+            t.posting for t in list(threads._unsent.values())), 60,
+            "the outbox to give up on the latest post")
+        assert failure_messages(slack, node) == []
+    finally:
+        slack.go_online()
+    bot.pipeline.sweep()  # what `deckhand run`'s sweeper does every 5 s
+    msg = slack.wait_for_message(failure(node), channel="C1", timeout=60)
+    wait_until(lambda: re.search(r"failover completed in \d+ s",
+                                 slack.message("C1", msg.ts).visible_text), 60,
+               "the message to show the completed failover")
+    wait_until(lambda: (bot.store.latest_node_thread(node) or pytest.fail()).ts == msg.ts, 30,
+               "the message's ts in the store")
+    assert [m.ts for m in failure_messages(slack, node)] == [msg.ts]
