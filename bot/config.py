@@ -56,6 +56,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deckhand.bot.errors import ConfigError
+
 Action = Literal["deploy", "scale", "rollback", "update", "restart", "status", "history",
                  "approve", "secrets", "silence", "failover", "*"]
 ACTIONS: tuple[str, ...] = ("deploy", "scale", "rollback", "update", "restart", "status",
@@ -69,9 +71,6 @@ ACTION_OF: dict[str, str] = {"cordon": "failover", "uncordon": "failover"}
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # an RFC 1123 label, as Kubernetes names are
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
-
-class ConfigError(ValueError):
-    """The configuration file is unreadable or invalid; ``str()`` is the user-facing report."""
 
 
 def parse_duration(value: object) -> timedelta:
@@ -234,7 +233,7 @@ class FailoverConfig(_Model):
     """How long a drill keeps retrying evictions a PodDisruptionBudget refuses (HTTP 429)."""
     channel: Annotated[str, Field(pattern=r"^[CG][A-Z0-9]+$")] | None = None
     """The operations channel: when a node that runs managed workloads stops being Ready, one
-    message there follows the failover (bot/node_threads.py); None = no such message."""
+    message there follows the failover (bot/failover/threads.py); None = no such message."""
 
     def matches(self, labels: dict[str, str]) -> bool:
         for part in filter(None, (p.strip() for p in self.drainable.split(","))):
@@ -257,7 +256,7 @@ class DeckhandConfig(_Model):
     base_dir: Path = Path(".")
     """Folder relative paths resolve against (the config file's folder when loaded)."""
     alerts: AlertRouting = AlertRouting()
-    """Alert threads: the channel of each environment's alerts (bot/alerts.py)."""
+    """Alert threads: the channel of each environment's alerts (bot/alerts/threads.py)."""
     failover: FailoverConfig = FailoverConfig()
     """/failover drill, /cordon and /uncordon: which nodes they may act on."""
 

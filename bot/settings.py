@@ -1,5 +1,5 @@
 """Process settings: tokens, where the config and the database are, how to reach Slack and the
-cluster. Read once from the environment (prefix ``DECKHAND_``) in bot/__main__.py; nothing else
+cluster. Read once from the environment (prefix ``DECKHAND_``) in bot/app.py; nothing else
 reads ``os.environ``. Tokens are ``SecretStr`` so they never appear in logs or reprs."""
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A command is a class with a docstring (its help text: first line is the usage), an argument model,
 and either ``plan``/``execute`` (mutating commands, which go through the confirmation gate) or
-``read`` (read-only ones). Commands return data; bot/blocks.py renders it.
+``read`` (read-only ones). Commands return data (bot/plans.py); the rooms' renderers turn it
+into Block Kit.
 
 Argument grammar: positional words, then ``key=value`` pairs, e.g.
 ``cardano-node production image=ghcr.io/intersectmbo/cardano-node:10.1.4``. Unknown keys, missing
@@ -12,87 +13,14 @@ or surplus words are usage errors, and nothing is changed.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from deckhand.bot.cache import ClusterCache
 from deckhand.bot.config import DeckhandConfig
-from deckhand.bot.errors import StaleError, UsageError
-from deckhand.bot.kube import KubeGateway
-from deckhand.bot.render import RenderError, validate_image_ref
-from deckhand.bot.sops import Sops
-from deckhand.bot.store import Store
-
-
-@dataclass(frozen=True)
-class Deps:
-    """The seams a command may use. Nothing else reaches the outside world."""
-
-    config: DeckhandConfig
-    kube: KubeGateway
-    store: Store | None = None
-    """For read-only commands that show past requests (/history)."""
-    cache: ClusterCache | None = None
-    """The watch-fed picture of the managed namespaces (bot/cache.py): read-only commands read
-    it once synced; a staleness check never does."""
-    sops: Sops | None = None
-    """Decrypts SOPS-encrypted Secret files (bot/sops.py), for /secrets."""
-    progress: Callable[[list[str]], None] | None = None
-    """Shows live progress lines of a long execution in the request's message (the whole list
-    each time; bot/execution.py sets it per request, the outbox coalesces the edits). Call it
-    only when the lines changed."""
-
-
-class Target(BaseModel):
-    """The object a plan was made against, and the version it had then (None = absent)."""
-
-    kind: str = "Deployment"
-    namespace: str
-    name: str
-    generation: int | None = None
-    resource_version: str | None = None
-
-
-class Plan(BaseModel):
-    """What a mutating command will do, for the confirmation message and the executor."""
-
-    verb: str
-    workload: str
-    environment: str
-    namespace: str
-    context: str | None = None
-    summary: list[str]
-    """Human lines: what happens, in the confirmation message."""
-    changes: list[str] = Field(default_factory=list)
-    """What changes, field by field (``image: a -> b``)."""
-    target: Target
-    steps: dict[str, Any] = Field(default_factory=dict)
-    """Command-specific data the execution needs (patches, objects)."""
-    follow: bool = True
-    """Watch the rollout after executing."""
-
-
-class Outcome(BaseModel):
-    ok: bool
-    message: str
-
-
-class View(BaseModel):
-    """The answer of a read-only command."""
-
-    title: str
-    lines: list[str]
-
-
-class Resolved(BaseModel):
-    workload: str
-    environment: str
-    namespace: str
-    context: str | None
-    deployment: str
+from deckhand.bot.errors import RenderError, StaleError, UsageError
+from deckhand.bot.manifests.images import validate_image_ref
+from deckhand.bot.plans import Deps, Outcome, Plan, Resolved, Target, View
 
 
 class Command:
@@ -165,31 +93,6 @@ def image_option(options: dict[str, str], command: type[Command]) -> str | None:
         return validate_image_ref(options["image"])
     except RenderError as e:
         raise UsageError(str(e), command.usage()) from None
-
-
-def resolve(config: DeckhandConfig, workload: str, environment: str | None,
-            command: type[Command]) -> Resolved:
-    """Check a workload/environment pair against the configuration (default environment too)."""
-    if workload not in config.workloads:
-        known = ", ".join(sorted(config.workloads))
-        raise UsageError(f"unknown workload {workload!r} (known: {known})", command.usage())
-    w = config.workloads[workload]
-    if environment is None:
-        if w.default_environment is None:
-            raise UsageError(f"{workload} has no default environment; name one of "
-                             f"{', '.join(w.environments)}", command.usage())
-        environment = w.default_environment
-    if environment not in config.environments:
-        known = ", ".join(sorted(config.environments))
-        raise UsageError(f"unknown environment {environment!r} (known: {known})",
-                         command.usage())
-    if environment not in w.environments:
-        raise UsageError(f"{workload} is not deployed to {environment} "
-                         f"(allowed: {', '.join(w.environments)})", command.usage())
-    return Resolved(workload=workload, environment=environment,
-                    namespace=config.namespace_of(workload, environment),
-                    context=config.environments[environment].context,
-                    deployment=config.deployment_of(workload))
 
 
 def current_deployment(deps: Deps, r: Resolved) -> dict[str, Any]:

@@ -6,8 +6,9 @@ from pydantic import BaseModel
 
 from deckhand.bot.config import DeckhandConfig
 from deckhand.bot.errors import DeckhandError
-from deckhand.commands.base import Command, Deps, Outcome, Plan, split_args
-from deckhand.commands.failover import every_target, node_plan
+from deckhand.bot.failover.nodes import every_target, node_plan
+from deckhand.bot.plans import Deps, Outcome, Plan
+from deckhand.commands.base import Command, split_args
 
 
 class NodeArgs(BaseModel):

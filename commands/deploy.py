@@ -6,23 +6,23 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from deckhand.bot.config import DeckhandConfig
-from deckhand.bot.errors import UsageError
-from deckhand.bot.kube import FIELD_MANAGER
-from deckhand.bot.managed import FieldSet, Path, applied_fields, differences, dotted, fields_of, project, union
-from deckhand.bot.render import RenderError, render
-from deckhand.bot.rollout import CHANGE_CAUSE, image_of
-from deckhand.commands.base import (
-    Command,
-    Deps,
-    Outcome,
-    Plan,
-    Target,
-    check_not_stale,
-    image_option,
-    resolve,
-    split_args,
+from deckhand.bot.cluster.managed_fields import (
+    FieldSet,
+    Path,
+    applied_fields,
+    differences,
+    dotted,
+    fields_of,
+    project,
+    union,
 )
+from deckhand.bot.cluster.rollout import CHANGE_CAUSE, image_of
+from deckhand.bot.config import DeckhandConfig
+from deckhand.bot.errors import RenderError, UsageError
+from deckhand.bot.kube.client import FIELD_MANAGER
+from deckhand.bot.manifests.render import render
+from deckhand.bot.plans import Deps, Outcome, Plan, Target, resolve
+from deckhand.commands.base import Command, check_not_stale, image_option, split_args
 
 
 class DeployArgs(BaseModel):
@@ -50,11 +50,11 @@ class Deploy(Command):
     def parse(self, text: str, config: DeckhandConfig) -> DeployArgs:
         (workload, environment), options = split_args(text, Deploy, {"image"}, 2, 2)
         image = image_option(options, Deploy)
-        r = resolve(config, workload, environment, Deploy)
+        r = resolve(config, workload, environment, Deploy.usage())
         return DeployArgs(workload=r.workload, environment=r.environment, image=image)
 
     def plan(self, deps: Deps, args: DeployArgs) -> Plan:
-        r = resolve(deps.config, args.workload, args.environment, Deploy)
+        r = resolve(deps.config, args.workload, args.environment, Deploy.usage())
         try:
             objects = render(deps.config, r.workload, r.environment, args.image)
         except RenderError as e:

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
+from deckhand.bot.cluster.rollout import REVISION, history, selector_of
 from deckhand.bot.config import DeckhandConfig
 from deckhand.bot.errors import UsageError
-from deckhand.bot.rollout import REVISION, history, selector_of
-from deckhand.commands.base import Command, Deps, View, current_deployment, resolve, split_args
+from deckhand.bot.plans import Deps, View, resolve
+from deckhand.commands.base import Command, current_deployment, split_args
 
 
 class HistoryArgs(BaseModel):
@@ -29,11 +30,11 @@ class History(Command):
 
     def parse(self, text: str, config: DeckhandConfig) -> HistoryArgs:
         words, _ = split_args(text, History, set(), 1, 2)
-        r = resolve(config, words[0], words[1] if len(words) > 1 else None, History)
+        r = resolve(config, words[0], words[1] if len(words) > 1 else None, History.usage())
         return HistoryArgs(workload=r.workload, environment=r.environment)
 
     def read(self, deps: Deps, args: HistoryArgs) -> View:
-        r = resolve(deps.config, args.workload, args.environment, History)
+        r = resolve(deps.config, args.workload, args.environment, History.usage())
         cache = deps.cache
         if cache is not None and cache.freshness(r.context, [r.namespace],
                                                  ("Deployment", "ReplicaSet")).synced:

@@ -6,19 +6,10 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
+from deckhand.bot.cluster.rollout import RESTARTED_AT
 from deckhand.bot.config import DeckhandConfig
-from deckhand.bot.rollout import RESTARTED_AT
-from deckhand.commands.base import (
-    Command,
-    Deps,
-    Outcome,
-    Plan,
-    check_not_stale,
-    current_deployment,
-    deployment_target,
-    resolve,
-    split_args,
-)
+from deckhand.bot.plans import Deps, Outcome, Plan, resolve
+from deckhand.commands.base import Command, check_not_stale, current_deployment, deployment_target, split_args
 
 
 class RestartArgs(BaseModel):
@@ -43,11 +34,11 @@ class Restart(Command):
 
     def parse(self, text: str, config: DeckhandConfig) -> RestartArgs:
         (workload, environment), _ = split_args(text, Restart, set(), 2, 2)
-        r = resolve(config, workload, environment, Restart)
+        r = resolve(config, workload, environment, Restart.usage())
         return RestartArgs(workload=r.workload, environment=r.environment)
 
     def plan(self, deps: Deps, args: RestartArgs) -> Plan:
-        r = resolve(deps.config, args.workload, args.environment, Restart)
+        r = resolve(deps.config, args.workload, args.environment, Restart.usage())
         d = current_deployment(deps, r)
         pods = d.get("status", {}).get("replicas") or 0
         return Plan(verb=self.name, workload=r.workload, environment=r.environment,

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from deckhand.bot.cluster.rollout import REVISION, image_of, rollback_patch, rollback_target, selector_of
 from deckhand.bot.config import DeckhandConfig
-from deckhand.bot.errors import UsageError
-from deckhand.bot.rollout import REVISION, RolloutError, image_of, rollback_patch, rollback_target, selector_of
-from deckhand.commands.base import (
-    Command,
-    Deps,
-    Outcome,
-    Plan,
-    check_not_stale,
-    current_deployment,
-    deployment_target,
-    resolve,
-    split_args,
-)
+from deckhand.bot.errors import RolloutError, UsageError
+from deckhand.bot.plans import Deps, Outcome, Plan, resolve
+from deckhand.commands.base import Command, check_not_stale, current_deployment, deployment_target, split_args
 
 
 class RollbackArgs(BaseModel):
@@ -47,11 +38,11 @@ class Rollback(Command):
                                  f"{options['revision']!r}", self.usage()) from None
             if revision < 1:
                 raise UsageError("revision must be 1 or more", self.usage())
-        r = resolve(config, words[0], words[1] if len(words) > 1 else None, Rollback)
+        r = resolve(config, words[0], words[1] if len(words) > 1 else None, Rollback.usage())
         return RollbackArgs(workload=r.workload, environment=r.environment, revision=revision)
 
     def plan(self, deps: Deps, args: RollbackArgs) -> Plan:
-        r = resolve(deps.config, args.workload, args.environment, Rollback)
+        r = resolve(deps.config, args.workload, args.environment, Rollback.usage())
         d = current_deployment(deps, r)
         container = deps.config.workloads[r.workload].container
         rss = deps.kube.list_replica_sets(r.namespace, selector_of(d), r.context)

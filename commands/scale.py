@@ -6,17 +6,8 @@ from pydantic import BaseModel
 
 from deckhand.bot.config import DeckhandConfig
 from deckhand.bot.errors import UsageError
-from deckhand.commands.base import (
-    Command,
-    Deps,
-    Outcome,
-    Plan,
-    check_not_stale,
-    current_deployment,
-    deployment_target,
-    resolve,
-    split_args,
-)
+from deckhand.bot.plans import Deps, Outcome, Plan, resolve
+from deckhand.commands.base import Command, check_not_stale, current_deployment, deployment_target, split_args
 
 
 class ScaleArgs(BaseModel):
@@ -42,7 +33,7 @@ class Scale(Command):
         except ValueError:
             raise UsageError(f"replicas must be a whole number, got {count!r}",
                              self.usage()) from None
-        r = resolve(config, workload, environment, Scale)
+        r = resolve(config, workload, environment, Scale.usage())
         bounds = config.workloads[r.workload].replicas
         if not bounds.min <= replicas <= bounds.max:
             raise UsageError(f"{workload} allows {bounds.min} to {bounds.max} replicas, "
@@ -50,7 +41,7 @@ class Scale(Command):
         return ScaleArgs(workload=r.workload, environment=r.environment, replicas=replicas)
 
     def plan(self, deps: Deps, args: ScaleArgs) -> Plan:
-        r = resolve(deps.config, args.workload, args.environment, Scale)
+        r = resolve(deps.config, args.workload, args.environment, Scale.usage())
         d = current_deployment(deps, r)
         now = d["spec"].get("replicas", 1)
         return Plan(verb=self.name, workload=r.workload, environment=r.environment,

@@ -23,8 +23,9 @@ from pydantic import BaseModel
 
 from deckhand.bot.config import DeckhandConfig
 from deckhand.bot.errors import ClusterError, SecretError, StaleError, UsageError
-from deckhand.bot.sops import SecretFile, Sops
-from deckhand.commands.base import Command, Deps, Outcome, Plan, Target, View, split_args
+from deckhand.bot.plans import Deps, Outcome, Plan, Target, View
+from deckhand.bot.secrets.sops import SecretFile, Sops
+from deckhand.commands.base import Command, split_args
 from deckhand.commands.restart import restart_patch
 
 Action = Literal["status", "diff", "apply"]

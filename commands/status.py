@@ -1,6 +1,6 @@
 """/status: where workloads stand: a summary of everything, or the details of some.
 
-Reads come from the cache (bot/cache.py) once it holds the namespaces asked about: no API call on
+Reads come from the cache (bot/cluster/cache.py) once it holds the namespaces asked about: no API call on
 the request path. Until then (just after a start), each namespace is read live, three lists per
 namespace whatever the number of workloads in it or pods they run. While the cache is
 reconnecting, a live read is tried first; if the API server still does not answer, the answer
@@ -9,19 +9,19 @@ comes from memory and says how old it is and why ("as of 4 s ago; reconnecting (
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from deckhand.bot.cache import selected
+from deckhand.bot.cluster.looker import Looker
+from deckhand.bot.cluster.rollout import REVISION, image_of, progress, why_not_ready
 from deckhand.bot.config import DeckhandConfig
-from deckhand.bot.errors import KubeError, UsageError
-from deckhand.bot.rollout import REVISION, image_of, progress, why_not_ready
-from deckhand.commands.base import Command, Deps, View, resolve, split_args
+from deckhand.bot.errors import UsageError
+from deckhand.bot.plans import Deps, View, resolve
+from deckhand.commands.base import Command, split_args
 
 Obj = dict[str, Any]
 
@@ -71,16 +71,16 @@ class Status(Command):
                     config.workloads.items()) if word in spec.environments], page=page,
                     scope=word)
             if word not in config.workloads:
-                resolve(config, word, None, Status)  # raises the "unknown workload" answer
+                resolve(config, word, None, Status.usage())  # raises the "unknown workload" answer
             return StatusArgs(targets=[(word, e) for e in config.workloads[word].environments],
                               page=page, scope=word)
-        r = resolve(config, words[0], words[1], Status)
+        r = resolve(config, words[0], words[1], Status.usage())
         return StatusArgs(targets=[(r.workload, r.environment)], page=page,
                           scope=f"{r.workload} {r.environment}")
 
     def read(self, deps: Deps, args: StatusArgs) -> View:
-        looked = Looker(deps)
-        states = [looked.target(w, e) for w, e in args.targets]
+        looked = Looker(deps.kube, deps.cache)
+        states = [target_state(looked, deps.config, w, e) for w, e in args.targets]
         note = looked.note()
         lines = [f"_{note}_"] if note else []
         if args.summary:
@@ -108,95 +108,19 @@ def _page(value: str) -> int:
     return int(value)
 
 
-@dataclass
-class Namespace:
-    """What /status needs from one namespace, as the API serves it."""
-
-    deployments: dict[str, Obj] = field(default_factory=dict)
-    pods: list[Obj] = field(default_factory=list)
-    pvcs: dict[str, Obj] = field(default_factory=dict)
-    _by_label: dict[str, dict[str, list[Obj]]] = field(default_factory=dict)
-
-    def pods_of(self, selector: Obj | None) -> list[Obj]:
-        """The pods ``selector`` matches. Indexed by one of its labels, so judging every
-        workload of a namespace does not compare every pod with every selector."""
-        labels = (selector or {}).get("matchLabels") or {}
-        if not labels:
-            return selected(self.pods, selector)
-        key = min(labels)
-        if key not in self._by_label:
-            index: dict[str, list[Obj]] = {}
-            for pod in self.pods:
-                value = (pod["metadata"].get("labels") or {}).get(key)
-                if value is not None:
-                    index.setdefault(value, []).append(pod)
-            self._by_label[key] = index
-        return selected(self._by_label[key].get(labels[key], []), selector)
-
-
-class Looker:
-    """Reads namespaces for one answer: from the cache when it holds them, else live, each
-    namespace once."""
-
-    def __init__(self, deps: Deps) -> None:
-        self._deps = deps
-        self._seen: dict[tuple[str | None, str], Namespace] = {}
-        self._stale: list[tuple[float, str]] = []
-
-    def namespace(self, context: str | None, namespace: str) -> Namespace:
-        key = (context, namespace)
-        if key not in self._seen:
-            self._seen[key] = self._read(context, namespace)
-        return self._seen[key]
-
-    def _read(self, context: str | None, namespace: str) -> Namespace:
-        cache = self._deps.cache
-        if cache is None:
-            return self._live(context, namespace)
-        fresh = cache.freshness(context, [namespace], KINDS)
-        if not fresh.synced:
-            return self._live(context, namespace)
-        if fresh.stale_since is not None:
-            # The cache is reconnecting: the API server may answer again already. If it does
-            # not, answer from memory and say how old that is and why.
-            try:
-                return self._live(context, namespace)
-            except KubeError as e:
-                self._stale.append((fresh.stale_since, str(e)))
-        return Namespace(
-            {d["metadata"]["name"]: d for d in cache.list(context, namespace, "Deployment")},
-            cache.list(context, namespace, "Pod"),
-            {p["metadata"]["name"]: p
-             for p in cache.list(context, namespace, "PersistentVolumeClaim")})
-
-    def _live(self, context: str | None, namespace: str) -> Namespace:
-        kube = self._deps.kube
-        deployments, _ = kube.list_raw("Deployment", namespace, context=context)
-        pods, _ = kube.list_raw("Pod", namespace, context=context)
-        pvcs, _ = kube.list_raw("PersistentVolumeClaim", namespace, context=context)
-        return Namespace({d["metadata"]["name"]: d for d in deployments}, pods,
-                         {p["metadata"]["name"]: p for p in pvcs})
-
-    def target(self, workload: str, environment: str) -> TargetState:
-        config = self._deps.config
-        r = resolve(config, workload, environment, Status)
-        ns = self.namespace(r.context, r.namespace)
-        d = ns.deployments.get(r.deployment)
-        if d is None:
-            return TargetState(workload, environment, r.namespace, None, [], [],
-                               config.workloads[workload].container)
-        pods = ns.pods_of(d["spec"].get("selector"))
-        claims = [(c, ns.pvcs.get(c)) for c in claims_of(d)]
-        return TargetState(workload, environment, r.namespace, d, pods, claims,
+def target_state(looker: Looker, config: DeckhandConfig, workload: str,
+                 environment: str) -> TargetState:
+    """What /status says about one workload in one environment."""
+    r = resolve(config, workload, environment, Status.usage())
+    ns = looker.namespace(r.context, r.namespace)
+    d = ns.deployments.get(r.deployment)
+    if d is None:
+        return TargetState(workload, environment, r.namespace, None, [], [],
                            config.workloads[workload].container)
-
-    def note(self) -> str | None:
-        """"as of 4 s ago; reconnecting (...)" when something shown is not current."""
-        if not self._stale:
-            return None
-        since, error = min(self._stale)
-        why = f" ({error})" if error else ""
-        return f"as of {max(0, round(time.time() - since))} s ago; reconnecting{why}"
+    pods = ns.pods_of(d["spec"].get("selector"))
+    claims = [(c, ns.pvcs.get(c)) for c in claims_of(d)]
+    return TargetState(workload, environment, r.namespace, d, pods, claims,
+                       config.workloads[workload].container)
 
 
 def claims_of(deployment: Obj) -> list[str]:

@@ -7,19 +7,16 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
+from deckhand.bot.cluster.rollout import CHANGE_CAUSE, image_of
 from deckhand.bot.config import DeckhandConfig
 from deckhand.bot.errors import KubeConflict, StaleError, UsageError
-from deckhand.bot.rollout import CHANGE_CAUSE, image_of
+from deckhand.bot.plans import Deps, Outcome, Plan, resolve
 from deckhand.commands.base import (
     Command,
-    Deps,
-    Outcome,
-    Plan,
     check_not_stale,
     current_deployment,
     deployment_target,
     image_option,
-    resolve,
     split_args,
 )
 from deckhand.commands.restart import restart_patch
@@ -55,7 +52,7 @@ class Update(Command):
             key, _, value = words[3].partition("=")
             if not _KEY.match(key):
                 raise UsageError(f"{key!r} is not a valid ConfigMap key", self.usage())
-            r = resolve(config, words[0], words[1], Update)
+            r = resolve(config, words[0], words[1], Update.usage())
             return UpdateArgs(workload=r.workload, environment=r.environment, config_key=key,
                               config_value=value)
         (workload, environment), options = split_args(text, Update, {"image"}, 2, 2)
@@ -63,11 +60,11 @@ class Update(Command):
         if image is None:
             raise UsageError("say what to update: image=<ref> or config <key>=<value>",
                              self.usage())
-        r = resolve(config, workload, environment, Update)
+        r = resolve(config, workload, environment, Update.usage())
         return UpdateArgs(workload=r.workload, environment=r.environment, image=image)
 
     def plan(self, deps: Deps, args: UpdateArgs) -> Plan:
-        r = resolve(deps.config, args.workload, args.environment, Update)
+        r = resolve(deps.config, args.workload, args.environment, Update.usage())
         d = current_deployment(deps, r)
 
         def plan(summary: str, change: str, steps: dict[str, str]) -> Plan:

@@ -17,9 +17,9 @@ Each is run for two configurations:
   slack_sdk's built-in Socket Mode client, which leaves Nagle's algorithm on (it sets TCP_NODELAY
   only on its proxy path), so of several acks sent back to back each waits for the TCP
   acknowledgement of the one before (~40 ms, the peer's delayed ACK); no frozen GC;
-- "as deckhand run serves it": ``App(process_before_response=True)`` as ``deckhand.bot.__main__.build``
+- "as deckhand run serves it": ``App(process_before_response=True)`` as ``deckhand.bot.app.build``
   makes it (the listener only acks and hands over, so it runs on the request thread and the ack is
-  answered the moment it returns); in Socket Mode ``deckhand.bot.app.socket_mode`` (Bolt's built-in
+  answered the moment it returns); in Socket Mode ``deckhand.bot.slack.socket_mode`` (Bolt's built-in
   handler with TCP_NODELAY set on each connection); and ``gc.collect(); gc.freeze()`` once the
   bot is built, as ``run()`` does: the objects made at start are never garbage, yet every full
   collection walked them all, a pause of ~50 ms of every thread, acks included.
@@ -53,7 +53,7 @@ from typing import Any
 import yaml
 from slack_bolt import App
 
-from deckhand.bot.__main__ import build
+from deckhand.bot.app import build
 from deckhand.bot.settings import Settings
 from tests.e2e.conftest import e2e_config
 
@@ -180,10 +180,10 @@ class RemoteStandin:
 def polled_ack(app: App, pipeline: Any, mode: str, secret: str) -> App:
     """The same listeners on an App as the bot had before: Bolt runs them on its listener pool
     and polls for the ack every 10 ms (process_before_response off)."""
-    from deckhand.bot.app import create_app
+    from deckhand.bot.app import listen
 
-    return create_app(App(client=app.client, signing_secret=secret,
-                          request_verification_enabled=mode == "http"), pipeline)
+    return listen(App(client=app.client, signing_secret=secret,
+                      request_verification_enabled=mode == "http"), pipeline)
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class Variant:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             return SocketModeHandler(app, token, ping_interval=5)
-        from deckhand.bot.app import socket_mode
+        from deckhand.bot.slack.socket_mode import socket_mode
 
         return socket_mode(app, token)
 

@@ -5,7 +5,7 @@
 Posts ALERTS alerts (default 1,000) in GROUPS groups (default 50) to a real Alertmanager (Debian's
 prometheus-alertmanager, as in tests/cluster/alertmanager.py) in four waves, then resolves them
 in two; Alertmanager calls the bot's webhook (bearer token, as deploy/alertmanager/ configures
-it); the bot is built by `deckhand.bot.__main__.build` with the Slack stand-in as its Web API, which
+it); the bot is built by `deckhand.bot.app.build` with the Slack stand-in as its Web API, which
 answers HTTP 429 with Retry-After: 1 to one chat.postMessage in five and one chat.update in five.
 
 Prints the time from the first alert to a drained outbox, the Slack calls made (and how many were
@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from deckhand.bot.__main__ import build, start_webhook
-from deckhand.bot.app import Pipeline
+from deckhand.bot.app import build, start_webhook
+from deckhand.bot.intake.pipeline import Pipeline
 from deckhand.bot.settings import Settings
 from tests.cluster.alertmanager import Alertmanager, run_alertmanager
 from tests.cluster.cluster import free_port
@@ -130,7 +130,7 @@ def check(standin: SlackStandin, groups: int, per_group: int) -> list[str]:
 
 def main(total: int = 1000, groups: int = 50) -> int:
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("deckhand.bot.outbox").setLevel(logging.ERROR)  # one line per 429 otherwise
+    logging.getLogger("deckhand.bot.slack.outbox").setLevel(logging.ERROR)  # one line per 429 otherwise
     per_group = total // groups
     with tempfile.TemporaryDirectory() as tmp, world(Path(tmp)) as (pipeline, standin, am):
         for method in ("chat.postMessage", "chat.update"):

@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.bench.failover [RUNS]      # RUNS defaults to 10
 
 Starts its own test world (a real control plane with KWOK nodes) and a bot built by
-`deckhand.bot.__main__.build` with the Slack stand-in and `failover.channel` set. A cardano-node
+`deckhand.bot.app.build` with the Slack stand-in and `failover.channel` set. A cardano-node
 runs on a worker; each run kills that worker's heartbeat (`Cluster.stop_node`), waits for the
 failure message, then brings the node back and waits until it is Ready and the message says so
 (the story is closed: the next failure gets a message of its own) before the next run.
@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
-from deckhand.bot.__main__ import build
+from deckhand.bot.app import build
 from deckhand.bot.settings import Settings
 from tests.bench.ack_latency import percentile
 from tests.cluster.build import ensure_built

@@ -6,7 +6,7 @@ old server (wsgiref + ThreadingMixIn, as `deckhand run` served HTTP mode before 
 
 Each round opens N connections at once (default 200; raw http.client posts signed as Slack signs
 them, from a thread pool behind a barrier in a child process), to the real bot built
-by `deckhand.bot.__main__.build`, with the Slack stand-in as its Web API. Prints, per server:
+by `deckhand.bot.app.build`, with the Slack stand-in as its Web API. Prints, per server:
 answers, connection errors (resets, refusals, timeouts), acks later than Slack's 3 s, and the
 ack latency percentiles (connect to response read), then the old/new ratios. Not a test: it
 passes or fails nothing. The commands need no cluster (help, usage errors): the ack happens
@@ -36,7 +36,7 @@ import yaml
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from deckhand.bot.__main__ import build
+from deckhand.bot.app import build
 from deckhand.bot.http_server import HttpServer
 from deckhand.bot.settings import Settings
 from tests.e2e.conftest import e2e_config

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from deckhand.bot.__main__ import build
+from deckhand.bot.app import build
 from deckhand.bot.settings import Settings
 from deckhand.bot.store import State
 from tests.bench.ack_latency import percentile

@@ -119,7 +119,7 @@ class Recorder:
 
 
 def child(spec: dict[str, Any]) -> None:
-    from deckhand.bot.__main__ import build, limit_malloc_arenas
+    from deckhand.bot.app import build, limit_malloc_arenas
     from deckhand.bot.settings import Settings
 
     limit_malloc_arenas()  # as `deckhand run` does
@@ -228,8 +228,8 @@ def main() -> None:
     from kubernetes import client, config
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from deckhand.bot.__main__ import build
-    from deckhand.bot.follow import FollowSpec
+    from deckhand.bot.app import build
+    from deckhand.bot.intake.follow import FollowSpec
     from deckhand.bot.settings import Settings
     from tests.cluster.build import ensure_built, tool
     from tests.cluster.cluster import Cluster

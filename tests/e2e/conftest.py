@@ -1,7 +1,7 @@
 """The whole bot, unmodified, against the Slack stand-in and the real control plane.
 
 ``deckhand`` fixture: writes a configuration whose environments live in namespaces unique to the
-test, builds the bot exactly as ``deckhand run`` does (bot.__main__.build), serves it in Socket
+test, builds the bot exactly as ``deckhand run`` does (bot.app.build), serves it in Socket
 Mode or HTTP mode through the stand-in, and stops it afterwards. Users (from the stand-in's demo
 workspace): U1 alice and the @sre group (U2 bob, U3 carol) are deployers; U4 dave has no binding.
 
@@ -29,9 +29,10 @@ import yaml
 from kubernetes import client
 from slack_bolt.adapter.socket_mode.base_handler import BaseSocketModeHandler
 
-from deckhand.bot.__main__ import build
-from deckhand.bot.app import Pipeline, socket_mode
+from deckhand.bot.app import build
+from deckhand.bot.intake.pipeline import Pipeline
 from deckhand.bot.settings import Settings
+from deckhand.bot.slack.socket_mode import socket_mode
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import Cluster
 from tests.serviceaccount import Installed, install, uninstall

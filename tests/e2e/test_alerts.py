@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from deckhand.bot.__main__ import start_webhook
+from deckhand.bot.app import start_webhook
 from deckhand.bot.http_server import HttpServer
 from tests.cluster.alertmanager import Alertmanager, run_alertmanager
 from tests.cluster.cluster import free_port

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from deckhand.bot.failover import OUT_OF_SERVICE
+from deckhand.bot.failover.verdict import OUT_OF_SERVICE
 from tests.cluster.cluster import TOLERATION_SECONDS, Cluster
 from tests.e2e.test_pipeline import IMAGE_A, events, only_request, seed
 from tests.slack.server import SlackStandin

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from deckhand.bot.failover import OUT_OF_SERVICE
+from deckhand.bot.failover.verdict import OUT_OF_SERVICE
 from tests.cluster.cluster import Cluster
 from tests.e2e.test_failover import (  # noqa: F401 - restore_workers: a fixture
     marked,

@@ -16,8 +16,15 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from deckhand.bot import blocks, node_threads
-from deckhand.bot.failover import OUT_OF_SERVICE
+from deckhand.bot.failover import threads as node_threads
+from deckhand.bot.failover.buttons import (
+    ACTION_NODE_CORDON,
+    ACTION_NODE_DRAIN,
+    ACTION_NODE_IN_SERVICE,
+    ACTION_NODE_OUT_OF_SERVICE,
+)
+from deckhand.bot.failover.verdict import OUT_OF_SERVICE
+from deckhand.bot.intake.blocks import ACTION_APPROVE, ACTION_CONFIRM
 from tests.cluster.cluster import Cluster
 from tests.e2e.test_failover import (  # noqa: F401 - restore_workers: a fixture
     marked,
@@ -89,40 +96,40 @@ def test_cordon_from_the_failure_message_is_a_gated_request_in_its_thread(
     _bot, slack, _ns, node, _other = production_pod(make_bot, apps, core, with_channel)
     cluster.stop_node(node)
     msg = slack.wait_for_message(failure(node), channel="C1", timeout=90)
-    assert {blocks.ACTION_NODE_CORDON, blocks.ACTION_NODE_DRAIN} <= set(msg.action_ids)
+    assert {ACTION_NODE_CORDON, ACTION_NODE_DRAIN} <= set(msg.action_ids)
     assert {b["value"] for b in msg.buttons} == {node}
 
     # Someone without the failover action is refused; nothing is requested.
     mark = slack.mark()
-    slack.click(blocks.ACTION_NODE_CORDON, user="U4", message=msg)
+    slack.click(ACTION_NODE_CORDON, user="U4", message=msg)
     slack.wait_for_ephemeral(r"Denied: .*failover", user="U4", since=mark)
     assert [m for m in slack.messages("C1", since=mark) if m.is_reply] == []
 
-    slack.click(blocks.ACTION_NODE_CORDON, user="U1", message=msg)
+    slack.click(ACTION_NODE_CORDON, user="U1", message=msg)
     request = slack.wait_for_message(rf"Cordon {re.escape(node)}: no new pods",
                                      channel="C1", thread_ts=msg.ts, timeout=30)
     assert request.thread_ts == msg.ts and request.is_reply
     assert not core.read_node(node).spec.unschedulable  # nothing before the gate says so
     confirmed = confirm_and_refuse_self_approval(slack, request)
     assert not core.read_node(node).spec.unschedulable  # production: another person approves
-    slack.click(blocks.ACTION_APPROVE, user="U2", message=confirmed)
+    slack.click(ACTION_APPROVE, user="U2", message=confirmed)
     slack.wait_for_update(confirmed, r"succeeded", timeout=60)
     assert core.read_node(node).spec.unschedulable is True
     shown = slack.wait_for_update(msg, rf"{re.escape(node)} is cordoned", timeout=30)
-    assert blocks.ACTION_NODE_CORDON not in shown.action_ids
+    assert ACTION_NODE_CORDON not in shown.action_ids
 
 
 def confirm_and_refuse_self_approval(slack: SlackStandin, request: Message) -> Message:
     """U1 confirms ``request`` (a production request: it then waits for an approval), and U1's
     own approval is refused; the request, still waiting for another person's approval."""
-    slack.click(blocks.ACTION_CONFIRM, user="U1", message=request)
+    slack.click(ACTION_CONFIRM, user="U1", message=request)
     confirmed = slack.wait_for_update(request, r"confirmed", timeout=30)
-    assert blocks.ACTION_APPROVE in confirmed.action_ids, confirmed.visible_text
+    assert ACTION_APPROVE in confirmed.action_ids, confirmed.visible_text
     mark = slack.mark()
-    slack.click(blocks.ACTION_APPROVE, user="U1", message=confirmed)
+    slack.click(ACTION_APPROVE, user="U1", message=confirmed)
     slack.wait_for_ephemeral(r"cannot approve or reject your own", user="U1", since=mark)
     still = slack.message(request.channel, request.ts)
-    assert blocks.ACTION_APPROVE in still.action_ids, still.visible_text
+    assert ACTION_APPROVE in still.action_ids, still.visible_text
     return still
 
 
@@ -140,20 +147,20 @@ def test_out_of_service_and_back_from_the_failure_message_through_the_gate(
     cluster.stop_node(node)
     msg = slack.wait_for_message(failure(node), channel="C1", timeout=90)
     # Offered once the node's pods were evicted and it is still down.
-    offered = slack.wait_for_update(msg, offers(blocks.ACTION_NODE_OUT_OF_SERVICE), timeout=120)
+    offered = slack.wait_for_update(msg, offers(ACTION_NODE_OUT_OF_SERVICE), timeout=120)
     assert cluster.node_ready(node) == "Unknown"
     stuck = pod(core, ns, old)
     assert stuck is not None and stuck.metadata.deletion_timestamp is not None  # Terminating
 
     mark = slack.mark()
-    slack.click(blocks.ACTION_NODE_OUT_OF_SERVICE, user="U1", message=offered)
+    slack.click(ACTION_NODE_OUT_OF_SERVICE, user="U1", message=offered)
     request = slack.wait_for_message(rf"Mark {re.escape(node)} out of service: add the taint",
                                      channel="C1", thread_ts=msg.ts, since=mark, timeout=30)
     assert request.is_reply
     assert f"stuck Terminating: {ns}/{old} (cardano-node in production)" in request.visible_text
     confirmed = confirm_and_refuse_self_approval(slack, request)
     assert marked(core) == [] and pod(core, ns, old) is not None  # nothing before U2 approves
-    slack.click(blocks.ACTION_APPROVE, user="U2", message=confirmed)
+    slack.click(ACTION_APPROVE, user="U2", message=confirmed)
     done = slack.wait_for_update(confirmed, r"succeeded|failed", timeout=150)
     assert "succeeded" in done.visible_text, done.visible_text
     assert marked(core) == [node]
@@ -161,22 +168,22 @@ def test_out_of_service_and_back_from_the_failure_message_through_the_gate(
     wait_until(lambda: pod(core, ns, old) is None, 60, f"{ns}/{old} force-deleted")
     assert running_on(core, ns) == other
 
-    back = slack.wait_for_update(offered, offers(blocks.ACTION_NODE_IN_SERVICE), timeout=30)
+    back = slack.wait_for_update(offered, offers(ACTION_NODE_IN_SERVICE), timeout=30)
     assert f"{node} is marked out of service ({OUT_OF_SERVICE})" in back.visible_text
-    assert blocks.ACTION_NODE_OUT_OF_SERVICE not in back.action_ids
+    assert ACTION_NODE_OUT_OF_SERVICE not in back.action_ids
     mark = slack.mark()
-    slack.click(blocks.ACTION_NODE_IN_SERVICE, user="U1", message=back)
+    slack.click(ACTION_NODE_IN_SERVICE, user="U1", message=back)
     request = slack.wait_for_message(rf"Back in service {re.escape(node)}: remove the taint",
                                      channel="C1", thread_ts=msg.ts, since=mark, timeout=30)
     assert request.is_reply
     confirmed = confirm_and_refuse_self_approval(slack, request)
     assert marked(core) == [node]  # production: not yet approved
-    slack.click(blocks.ACTION_APPROVE, user="U2", message=confirmed)
+    slack.click(ACTION_APPROVE, user="U2", message=confirmed)
     slack.wait_for_update(confirmed, rf"{re.escape(node)} is back in service", timeout=60)
     assert marked(core) == []
     # The node is still down: the message offers marking it out of service again.
-    again = slack.wait_for_update(back, offers(blocks.ACTION_NODE_OUT_OF_SERVICE), timeout=30)
-    assert blocks.ACTION_NODE_IN_SERVICE not in again.action_ids
+    again = slack.wait_for_update(back, offers(ACTION_NODE_OUT_OF_SERVICE), timeout=30)
+    assert ACTION_NODE_IN_SERVICE not in again.action_ids
 
 
 @pytest.mark.usefixtures("restore_workers")

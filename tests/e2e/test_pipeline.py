@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from deckhand.bot.rollout import CHANGE_CAUSE, REVISION, progress
+from deckhand.bot.cluster.rollout import CHANGE_CAUSE, REVISION, progress
 from tests.cluster.cluster import Cluster
 from tests.e2e.conftest import Bot
 from tests.waiting import wait_until

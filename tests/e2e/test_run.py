@@ -1,4 +1,4 @@
-"""`deckhand run` itself (bot.__main__.run), in HTTP mode and Socket Mode, through the stand-in;
+"""`deckhand run` itself (bot.app.run), in HTTP mode and Socket Mode, through the stand-in;
 plus the edges of the pipeline: another workspace, redelivered commands, /update config."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from deckhand.bot.__main__ import run
-from deckhand.bot.rollout import RESTARTED_AT
+from deckhand.bot.app import run
+from deckhand.bot.cluster.rollout import RESTARTED_AT
 from deckhand.bot.settings import Settings
 from tests.cluster.cluster import Cluster, free_port
 from tests.e2e.conftest import e2e_config

@@ -25,8 +25,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from deckhand.bot.app import Pipeline
-from deckhand.bot.rollout import RESTARTED_AT, progress
+from deckhand.bot.cluster.rollout import RESTARTED_AT, progress
+from deckhand.bot.intake import clicks as clicks_module
+from deckhand.bot.intake import pipeline as pipeline_module
+from deckhand.bot.intake.report import report
 from tests.cluster.build import tool
 from tests.conftest import AgeIdentity
 from tests.e2e.conftest import Bot
@@ -92,13 +94,13 @@ def debug_log() -> Iterator[LogCapture]:
 def reported(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The text, repr and traceback of every exception that reaches the bot's one error report."""
     seen: list[str] = []
-    original = Pipeline._report
-
-    def record(self: Pipeline, error: Exception, reply: Any) -> None:
+    def record(error: Exception, reply: Any) -> None:
         seen.extend([str(error), repr(error), *traceback.format_exception(error)])
-        original(self, error, reply)
+        report(error, reply)
 
-    monkeypatch.setattr(Pipeline, "_report", record)
+    # Commands report through the pipeline, clicks through their router: both are recorded.
+    monkeypatch.setattr(pipeline_module, "report", record)
+    monkeypatch.setattr(clicks_module, "report", record)
     return seen
 
 

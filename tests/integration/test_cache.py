@@ -16,12 +16,13 @@ import pytest
 import yaml
 from kubernetes import client
 
-from deckhand.bot.cache import ClusterCache
+from deckhand.bot.cluster.cache import ClusterCache
+from deckhand.bot.cluster.rollout import Progress
 from deckhand.bot.config import DeckhandConfig, load_config
-from deckhand.bot.follow import Ending, FollowEnd, Follower, FollowSpec
-from deckhand.bot.kube import KubeGateway, KubeSource
-from deckhand.bot.rollout import Progress
-from deckhand.commands.base import Deps
+from deckhand.bot.intake.follow import Ending, FollowEnd, Follower, FollowSpec
+from deckhand.bot.kube.client import KubeSource
+from deckhand.bot.kube.gateway import KubeGateway
+from deckhand.bot.plans import Deps
 from deckhand.commands.status import Status
 from tests.cluster.cluster import Cluster
 from tests.e2e.conftest import e2e_config

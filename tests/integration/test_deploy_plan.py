@@ -15,9 +15,10 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from deckhand.bot.config import DeckhandConfig
-from deckhand.bot.kube import KubeGateway, KubeSource
-from deckhand.bot.render import render
-from deckhand.commands.base import Deps
+from deckhand.bot.kube.client import KubeSource
+from deckhand.bot.kube.gateway import KubeGateway
+from deckhand.bot.manifests.render import render
+from deckhand.bot.plans import Deps
 from deckhand.commands.deploy import Deploy, DeployArgs, object_changes, owned_fields
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import Cluster

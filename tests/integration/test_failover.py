@@ -19,11 +19,13 @@ from kubernetes.client.rest import ApiException
 
 from deckhand.bot.config import DeckhandConfig
 from deckhand.bot.errors import DeckhandError, UsageError
-from deckhand.bot.failover import OUT_OF_SERVICE
-from deckhand.bot.kube import KubeGateway, KubeSource
-from deckhand.commands.base import Deps
+from deckhand.bot.failover.out_of_service import OUT_OF_SERVICE_TAINT
+from deckhand.bot.failover.verdict import OUT_OF_SERVICE
+from deckhand.bot.kube.client import KubeSource
+from deckhand.bot.kube.gateway import KubeGateway
+from deckhand.bot.plans import Deps
 from deckhand.commands.cordon import Cordon, Uncordon
-from deckhand.commands.failover import OUT_OF_SERVICE_TAINT, Failover
+from deckhand.commands.failover import Failover
 from tests.cluster.build import REPO_ROOT
 from tests.cluster.cluster import TOLERATION_SECONDS, Cluster
 from tests.integration.test_deploy_plan import Volumes, _gone

@@ -16,8 +16,8 @@ import yaml
 from kubernetes import client
 
 from deckhand.bot.config import load_config
-from deckhand.bot.kube_rbac import rbac_yaml
-from deckhand.bot.render import render
+from deckhand.bot.manifests.render import render
+from deckhand.bot.ops.rbac import rbac_yaml
 from tests.cluster.build import tool
 from tests.cluster.cluster import Cluster
 from tests.waiting import wait_until

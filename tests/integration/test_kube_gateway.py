@@ -6,11 +6,9 @@ from typing import Any
 
 import pytest
 
-from deckhand.bot.kube import KubeError, KubeGateway, KubeSource
-from deckhand.bot.rollout import (
+from deckhand.bot.cluster.rollout import (
     CHANGE_CAUSE,
     REVISION,
-    RolloutError,
     history,
     progress,
     rollback_patch,
@@ -18,6 +16,9 @@ from deckhand.bot.rollout import (
     selector_of,
     why_not_ready,
 )
+from deckhand.bot.errors import KubeError, RolloutError
+from deckhand.bot.kube.client import KubeSource
+from deckhand.bot.kube.gateway import KubeGateway
 from tests.cluster.cluster import Cluster
 from tests.waiting import wait_until
 

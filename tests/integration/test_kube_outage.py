@@ -4,7 +4,7 @@ Through the ``apiserver_proxy`` a dead port and a frozen apiserver are reproduce
 the session's cluster: every failure must become a KubeUnavailable with a clear text (never a
 hang, never an unmapped exception), and the same gateway must work again once the apiserver is
 back. One test stops the real apiserver process with SIGSTOP for a few seconds. Lists and
-watches go through ``list_raw``/``watch_raw``, as the cache's informers (bot/cache.py) run them in
+watches go through ``list_raw``/``watch_raw``, as the cache's informers (bot/cluster/cache.py) run them in
 production: list, then watch from the list's resourceVersion.
 
 Times are never asserted: each test states the failure's kind (a refusal is not a timeout) and
@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from deckhand.bot.errors import KubeUnavailable
-from deckhand.bot.kube import KubeGateway, KubeSource
+from deckhand.bot.kube.client import KubeSource
+from deckhand.bot.kube.gateway import KubeGateway
 from tests.cluster.cluster import NODES, Cluster
 from tests.cluster.proxy import ApiserverProxy
 from tests.waiting import wait_until

@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from deckhand.bot.config import DeckhandConfig, load_config
-from deckhand.bot.render import render, to_yaml
+from deckhand.bot.manifests.render import render, to_yaml
 from tests.cluster.cluster import CARDANO_LABEL, Cluster, ClusterError
 from tests.waiting import wait_until
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
-from deckhand.bot.outbox import SHUTTING_DOWN, Delivered, Outbox, install_retry_handlers
+from deckhand.bot.slack.outbox import SHUTTING_DOWN, Delivered, Outbox, install_retry_handlers
 from tests.slack import fixtures
 from tests.slack.server import SlackStandin
 from tests.waiting import wait_until
@@ -56,7 +56,7 @@ class Results:
 
 @pytest.fixture
 def client(slack_standin: SlackStandin) -> WebClient:
-    web = slack_standin.web_client(timeout=10)  # as bot/__main__.py builds it
+    web = slack_standin.web_client(timeout=10)  # as bot/slack/client.py builds it
     install_retry_handlers(web)
     return web
 
@@ -86,7 +86,7 @@ def outbox_warnings(caplog: pytest.LogCaptureFixture, method: str) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "deckhand.bot.outbox" and r.levelno == logging.WARNING
+        if r.name == "deckhand.bot.slack.outbox" and r.levelno == logging.WARNING
         and r.getMessage().startswith(f"outbox: {method}")
     ]
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from slack_sdk.errors import SlackApiError
 
-from deckhand.bot import health
-from deckhand.bot.outbox import install_retry_handlers
+from deckhand.bot.metrics import REGISTRY
+from deckhand.bot.slack.client import SlackErrorCounter, count_slack_errors
+from deckhand.bot.slack.outbox import install_retry_handlers
 from tests.slack import fixtures
 from tests.slack.server import SlackStandin
 
@@ -16,15 +17,15 @@ slack_standin = fixtures.slack_standin
 
 
 def value(name: str, **labels: str) -> float:
-    return health.REGISTRY.get_sample_value(name, labels) or 0.0
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def test_errors_and_rate_limits_are_counted_and_still_retried(slack_standin: SlackStandin) -> None:
     client = slack_standin.web_client(timeout=10)
     install_retry_handlers(client)
-    health.count_slack_errors(client)
-    health.count_slack_errors(client)  # installing twice keeps one counter
-    assert sum(isinstance(h, health.SlackErrorCounter) for h in client.retry_handlers) == 1
+    count_slack_errors(client)
+    count_slack_errors(client)  # installing twice keeps one counter
+    assert sum(isinstance(h, SlackErrorCounter) for h in client.retry_handlers) == 1
     limited = value("deckhand_slack_rate_limited_total")
     errors = value("deckhand_slack_errors_total", error="channel_not_found")
     ratelimited = value("deckhand_slack_errors_total", error="ratelimited")

@@ -1,4 +1,4 @@
-"""bot/sops.py with the real sops and age, and /secrets against the real control plane.
+"""bot/secrets/sops.py with the real sops and age, and /secrets against the real control plane.
 
 Every file here is encrypted at run time by the real sops, from plaintext piped to it (never
 written to disk), to an age key made by the real age-keygen. Values are canaries: each test
@@ -27,9 +27,10 @@ from deckhand.bot.errors import (
     SopsUnavailable,
     StaleError,
 )
-from deckhand.bot.kube import KubeGateway, KubeSource
-from deckhand.bot.sops import MAX_FILE_BYTES, Sops
-from deckhand.commands.base import Deps
+from deckhand.bot.kube.client import KubeSource
+from deckhand.bot.kube.gateway import KubeGateway
+from deckhand.bot.plans import Deps
+from deckhand.bot.secrets.sops import MAX_FILE_BYTES, Sops
 from deckhand.commands.secrets import Secrets
 from tests.cluster.build import REPO_ROOT, tool
 from tests.cluster.cluster import Cluster
@@ -75,7 +76,7 @@ def other_identity(tmp_path: Path) -> AgeIdentity:
     return AgeIdentity(key_file, recipient)
 
 
-# -- bot/sops.py alone -------------------------------------------------------------------------
+# -- bot/secrets/sops.py alone -------------------------------------------------------------------------
 
 
 def test_decrypts_in_memory_with_metadata(tmp_path: Path, age_identity: AgeIdentity) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from deckhand.bot.alerts import Notification
+from deckhand.bot.alerts.payload import Notification
+from deckhand.bot.alerts.webhook import MAX_BODY, PATH, webhook_app
 from deckhand.bot.http_server import HttpServer
-from deckhand.bot.webhook import MAX_BODY, PATH, webhook_app
 
 TOKEN = "s3cret-token"
 

@@ -1,6 +1,6 @@
 """Small stand-ins for the gate's collaborators, shared by the unit tests of pure logic.
 
-They satisfy the Protocols in bot/approvals.py (``Actor``, ``Decision``, ``PolicyLike``); the
+They satisfy the Protocols in bot/intake/gate.py (``Actor``, ``Decision``, ``PolicyLike``); the
 behaviour under test is the gate's and the pipeline's own, never these.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Who:
-    """A Slack user clicking or asking in a channel (bot/approvals.py ``Actor``)."""
+    """A Slack user clicking or asking in a channel (bot/intake/gate.py ``Actor``)."""
 
     user_id: str = "U1"
     team_id: str = "T1"
@@ -21,7 +21,7 @@ class Who:
 
 @dataclass(frozen=True)
 class Decision:
-    """A policy's answer (bot/approvals.py ``Decision``); allowed unless told otherwise."""
+    """A policy's answer (bot/intake/gate.py ``Decision``); allowed unless told otherwise."""
 
     allowed: bool = True
     reason: str = ""

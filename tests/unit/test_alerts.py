@@ -12,11 +12,24 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from deckhand.bot import blocks
-from deckhand.bot.alerts import AlertThreads, GroupView, Notification, group_id, route
+from deckhand.bot.alerts.blocks import (
+    ACTION_ALERT_RESTART,
+    ACTION_ALERT_ROLLBACK,
+    ACTION_ALERT_SCALE,
+    ACTION_ALERT_SILENCE,
+    ACTION_ALERT_STATUS,
+    ACTION_ALERT_UNSILENCE,
+    alert_news,
+    alert_root,
+)
+from deckhand.bot.alerts.payload import Notification
+from deckhand.bot.alerts.routing import GroupView, group_id, route
+from deckhand.bot.alerts.threads import AlertThreads
 from deckhand.bot.config import DeckhandConfig
-from deckhand.bot.outbox import Delivered
-from deckhand.bot.store import SCHEMA_VERSION, Store
+from deckhand.bot.slack.blocks import MAX_BLOCKS
+from deckhand.bot.slack.outbox import Delivered
+from deckhand.bot.store import Store
+from deckhand.bot.store.migrations import SCHEMA_VERSION
 
 CONFIG: dict[str, Any] = {
     "slack": {"team_id": "T1"},
@@ -286,30 +299,30 @@ def test_the_root_shows_what_the_issue_asks_and_buttons_only_when_actionable() -
                     "severity": "critical", "summary": "restarting", "description": "3 restarts",
                     "starts_at": 1767261600.0, "ends_at": None,
                     "generator_url": "http://prom/graph"}]})
-    text, rendered = blocks.alert_root(view)
+    text, rendered = alert_root(view)
     dumped = _texts(rendered)
     for needle in ("FIRING", "CardanoNodeRestarting", "critical", "production", "cardano-node",
                    "restarting", "3 restarts", "<!date^1767261600", "http://prom/graph",
                    "http://am:9093/#/alerts?filter="):
         assert needle in dumped, needle
     ids = [e["action_id"] for b in rendered if b["type"] == "actions" for e in b["elements"]]
-    assert ids == [blocks.ACTION_ALERT_ROLLBACK, blocks.ACTION_ALERT_RESTART,
-                   f"{blocks.ACTION_ALERT_SCALE}_0", f"{blocks.ACTION_ALERT_SCALE}_1",
-                   blocks.ACTION_ALERT_STATUS, f"{blocks.ACTION_ALERT_SILENCE}_1",
-                   f"{blocks.ACTION_ALERT_SILENCE}_4", f"{blocks.ACTION_ALERT_SILENCE}_24"]
+    assert ids == [ACTION_ALERT_ROLLBACK, ACTION_ALERT_RESTART,
+                   f"{ACTION_ALERT_SCALE}_0", f"{ACTION_ALERT_SCALE}_1",
+                   ACTION_ALERT_STATUS, f"{ACTION_ALERT_SILENCE}_1",
+                   f"{ACTION_ALERT_SILENCE}_4", f"{ACTION_ALERT_SILENCE}_24"]
     silence = [e for b in rendered if b["type"] == "actions" for e in b["elements"]][-1]
     assert silence["value"] == "k1 24" and silence["confirm"]["confirm"]["text"] == "Silence"
 
     view.silence = {"id": "s1", "by": "U1", "until": 1767300000.0}
-    rendered = blocks.alert_root(view)[1]
+    rendered = alert_root(view)[1]
     assert "Silenced by <@U1>" in _texts(rendered)
     ids = [e["action_id"] for b in rendered if b["type"] == "actions" for e in b["elements"]]
-    assert ids[-1] == blocks.ACTION_ALERT_UNSILENCE and not any("silence_" in i for i in ids)
+    assert ids[-1] == ACTION_ALERT_UNSILENCE and not any("silence_" in i for i in ids)
 
     unmapped = view.model_copy(update={"workload": None, "silence": None})
-    assert not [b for b in blocks.alert_root(unmapped)[1] if b["type"] == "actions"]
+    assert not [b for b in alert_root(unmapped)[1] if b["type"] == "actions"]
     resolved = view.model_copy(update={"status": "resolved", "silence": None})
-    assert not [b for b in blocks.alert_root(resolved)[1] if b["type"] == "actions"]
+    assert not [b for b in alert_root(resolved)[1] if b["type"] == "actions"]
     assert text.startswith("firing")
 
 
@@ -320,11 +333,11 @@ def test_a_huge_group_stays_within_slack_limits() -> None:
     view = GroupView.model_validate({"key": "k", "status": "firing", "receiver": "r",
                                      "group_labels": {}, "external_url": "", "environment": None,
                                      "workload": None, "alerts": many})
-    rendered = blocks.alert_root(view)[1]
-    assert len(rendered) <= blocks.MAX_BLOCKS
+    rendered = alert_root(view)[1]
+    assert len(rendered) <= MAX_BLOCKS
     assert "280 more alert(s)" in _texts(rendered)
-    text, joined = blocks.alert_news(view.alerts, [], None, [])
-    assert text == "300 new alert(s) in this group" and len(joined) <= blocks.MAX_BLOCKS
+    text, joined = alert_news(view.alerts, [], None, [])
+    assert text == "300 new alert(s) in this group" and len(joined) <= MAX_BLOCKS
 
 
 def test_news_waits_for_the_reply_in_flight_and_goes_out_merged(

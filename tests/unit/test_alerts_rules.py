@@ -45,7 +45,7 @@ def test_every_rule_is_unit_tested_and_the_tests_pass() -> None:
 
 
 def test_the_rules_are_not_rendered_as_workload_manifests() -> None:
-    # bot/render.py applies every *.yaml directly in the workload folder; rule files are not
+    # bot/manifests/render.py applies every *.yaml directly in the workload folder; rule files are not
     # Kubernetes objects and must stay in the subfolder.
     assert not [p for p in RULES_DIR.parent.glob("*.yaml") if "groups" in p.read_text()[:2000]
                 and "rules" in p.read_text()[:2000] and p.name != "values.yaml"]

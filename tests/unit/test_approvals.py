@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deckhand.bot.approvals import INTERRUPTED, Button, ClickResult, Gate, Recovery
+from deckhand.bot.intake.gate import INTERRUPTED, Button, ClickResult, Gate, Recovery
 from deckhand.bot.store import State, Store
 from tests.unit.fakes import Decision, Who
 

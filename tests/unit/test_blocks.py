@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from deckhand.bot import blocks
+from deckhand.bot.intake.blocks import (
+    ACTION_APPROVE,
+    ACTION_CANCEL,
+    ACTION_CONFIRM,
+    ACTION_REJECT,
+    ACTION_ROLLBACK,
+    ACTION_UNCORDON,
+    request_message,
+)
+from deckhand.bot.slack.blocks import MAX_BLOCKS, MAX_SECTION, view_message
 from deckhand.bot.store import Request, State
 
 
@@ -21,9 +30,9 @@ def action_ids(rendered: list[dict[str, Any]]) -> list[str]:
 
 
 def test_pending_request_offers_confirm_cancel_and_approval_buttons() -> None:
-    text, rendered = blocks.request_message(request(State.PENDING, approvals=1))
-    assert action_ids(rendered) == [blocks.ACTION_CONFIRM, blocks.ACTION_CANCEL,
-                                    blocks.ACTION_APPROVE, blocks.ACTION_REJECT]
+    text, rendered = request_message(request(State.PENDING, approvals=1))
+    assert action_ids(rendered) == [ACTION_CONFIRM, ACTION_CANCEL,
+                                    ACTION_APPROVE, ACTION_REJECT]
     assert all(e["value"] == "r1" for b in rendered if b["type"] == "actions"
                for e in b["elements"])
     assert text == "/deploy cardano-node in production: pending"
@@ -31,42 +40,42 @@ def test_pending_request_offers_confirm_cancel_and_approval_buttons() -> None:
 
 
 def test_confirmed_request_keeps_only_cancel_and_approvals() -> None:
-    _, rendered = blocks.request_message(request(State.CONFIRMED, approvals=1,
+    _, rendered = request_message(request(State.CONFIRMED, approvals=1,
                                                  approvers=[]))
-    assert action_ids(rendered) == [blocks.ACTION_CANCEL, blocks.ACTION_APPROVE,
-                                    blocks.ACTION_REJECT]
+    assert action_ids(rendered) == [ACTION_CANCEL, ACTION_APPROVE,
+                                    ACTION_REJECT]
 
 
 def test_no_approval_buttons_where_none_are_needed() -> None:
-    _, rendered = blocks.request_message(request(State.PENDING))
-    assert action_ids(rendered) == [blocks.ACTION_CONFIRM, blocks.ACTION_CANCEL]
+    _, rendered = request_message(request(State.PENDING))
+    assert action_ids(rendered) == [ACTION_CONFIRM, ACTION_CANCEL]
 
 
 def test_closed_requests_have_no_buttons() -> None:
     for state in (State.EXECUTING, State.SUCCEEDED, State.CANCELLED, State.REJECTED,
                   State.EXPIRED):
-        _, rendered = blocks.request_message(request(state, approvals=1))
+        _, rendered = request_message(request(state, approvals=1))
         assert action_ids(rendered) == [], state
 
 
 def test_failed_rollout_offers_rollback() -> None:
     failed = request(State.FAILED, result={"ok": False, "message": "rollout failed",
                                            "rollback_offer": True})
-    _, rendered = blocks.request_message(failed)
-    assert action_ids(rendered) == [blocks.ACTION_ROLLBACK]
+    _, rendered = request_message(failed)
+    assert action_ids(rendered) == [ACTION_ROLLBACK]
     button = next(e for b in rendered if b["type"] == "actions" for e in b["elements"])
     assert button["value"] == "cardano-node production"
     stale = request(State.FAILED, result={"ok": False, "message": "stale",
                                           "rollback_offer": False})
-    assert action_ids(blocks.request_message(stale)[1]) == []
+    assert action_ids(request_message(stale)[1]) == []
 
 
 def test_long_views_are_split_and_capped() -> None:
     lines = [f"pod cardano-node-{i}: Running on netcup-worker-1, 0 restart(s)" + "x" * 200
              for i in range(2000)]
-    _, rendered = blocks.view_message("Status", lines)
-    assert len(rendered) == blocks.MAX_BLOCKS
-    assert all(len(b["text"]["text"]) <= blocks.MAX_SECTION for b in rendered)
+    _, rendered = view_message("Status", lines)
+    assert len(rendered) == MAX_BLOCKS
+    assert all(len(b["text"]["text"]) <= MAX_SECTION for b in rendered)
     assert rendered[-1]["text"]["text"] == "_…more omitted_"
 
 
@@ -81,8 +90,8 @@ def test_a_finished_drill_or_cordon_offers_uncordon_of_its_node() -> None:
     for req in (node_request("failover", State.SUCCEEDED, sub="drill"),
                 node_request("failover", State.FAILED, sub="drill"),
                 node_request("cordon", State.SUCCEEDED, node="netcup-worker-1")):
-        _, rendered = blocks.request_message(req)
-        assert action_ids(rendered) == [blocks.ACTION_UNCORDON], req.verb
+        _, rendered = request_message(req)
+        assert action_ids(rendered) == [ACTION_UNCORDON], req.verb
         button = next(e for b in rendered if b["type"] == "actions" for e in b["elements"])
         assert button["value"] == "netcup-worker-1"
         assert button["text"]["text"] == "Uncordon netcup-worker-1"
@@ -90,14 +99,14 @@ def test_a_finished_drill_or_cordon_offers_uncordon_of_its_node() -> None:
                 node_request("failover", State.CANCELLED, sub="drill"),
                 node_request("failover", State.SUCCEEDED, sub="out-of-service"),
                 node_request("uncordon", State.SUCCEEDED, node="netcup-worker-1")):
-        _, rendered = blocks.request_message(req)
-        assert blocks.ACTION_UNCORDON not in action_ids(rendered), (req.verb, req.state)
+        _, rendered = request_message(req)
+        assert ACTION_UNCORDON not in action_ids(rendered), (req.verb, req.state)
 
 
 def test_a_node_request_names_the_node_and_the_environment_it_is_approved_as() -> None:
-    text, rendered = blocks.request_message(node_request("failover", State.PENDING, sub="drill"))
+    text, rendered = request_message(node_request("failover", State.PENDING, sub="drill"))
     assert text == "/failover drill netcup-worker-1 (approved as production): pending"
     assert rendered[0]["text"]["text"].startswith(
         ":hourglass: */failover drill* netcup-worker-1 (approved as *production*) requested by")
-    text, _ = blocks.request_message(node_request("cordon", State.PENDING, node="netcup-worker-1"))
+    text, _ = request_message(node_request("cordon", State.PENDING, node="netcup-worker-1"))
     assert text == "/cordon netcup-worker-1 (approved as production): pending"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deckhand.bot.cache import CLUSTER_SCOPED, NAMESPACED, ClusterCache, matches
+from deckhand.bot.cluster.cache import CLUSTER_SCOPED, NAMESPACED, ClusterCache, matches
 from deckhand.bot.config import load_config
 from deckhand.bot.errors import KubeGone, KubeUnavailable
 from tests.waiting import wait_until

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deckhand.bot.check_config import check_config_main, format_duration
 from deckhand.bot.config import parse_duration
+from deckhand.bot.ops.check_config import check_config_main, format_duration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 

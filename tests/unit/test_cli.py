@@ -68,7 +68,7 @@ def test_audit_prints_json_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_run_without_tokens_says_which_setting_and_touches_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from deckhand.bot.__main__ import run
+    from deckhand.bot.app import run
     from deckhand.bot.settings import Settings
 
     for name in ("DECKHAND_SLACK_BOT_TOKEN", "DECKHAND_SLACK_APP_TOKEN"):

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from deckhand.bot.config import ConfigError, DeckhandConfig, load_config, parse_duration
+from deckhand.bot.config import DeckhandConfig, load_config, parse_duration
+from deckhand.bot.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 

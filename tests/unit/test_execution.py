@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from deckhand.bot import blocks
-from deckhand.bot.approvals import Gate
+from deckhand.bot.cluster.rollout import Progress
 from deckhand.bot.config import load_config
-from deckhand.bot.execution import Executions
-from deckhand.bot.follow import Ending, FollowEnd, FollowSpec
-from deckhand.bot.outbox import Delivered
-from deckhand.bot.rollout import Progress
+from deckhand.bot.intake.blocks import ACTION_ROLLBACK, request_message
+from deckhand.bot.intake.execution import Executions
+from deckhand.bot.intake.follow import Ending, FollowEnd, FollowSpec
+from deckhand.bot.intake.gate import Gate
+from deckhand.bot.plans import Deps, Outcome, Plan, Target
+from deckhand.bot.slack.outbox import Delivered
 from deckhand.bot.store import Request, State, Store
 from deckhand.commands import COMMANDS
-from deckhand.commands.base import Deps, Outcome, Plan, Target
 from tests.unit.fakes import AllowAll, Who
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
@@ -166,15 +166,15 @@ def test_a_failed_rollout_offers_rollback_and_no_verdict_is_not_a_failure(world:
     end(world, Ending.FAILED, "progress deadline exceeded")
     row = world.row(failed)
     assert row.state is State.FAILED and row.result and row.result["rollback_offer"]
-    assert blocks.ACTION_ROLLBACK in str(blocks.request_message(row)[1])
+    assert ACTION_ROLLBACK in str(request_message(row)[1])
 
     unknown = world.request()
     world.executions.start(unknown)
     end(world, Ending.UNKNOWN, "still rolling out (0 of 1 available); stopped following")
     row = world.row(unknown)
     assert row.state is State.APPLIED and row.result and not row.result["rollback_offer"]
-    text = str(blocks.request_message(row)[1])
-    assert "stopped following" in text and blocks.ACTION_ROLLBACK not in text
+    text = str(request_message(row)[1])
+    assert "stopped following" in text and ACTION_ROLLBACK not in text
     assert "failed" not in world.outbox.posts[-1]
 
 

@@ -1,4 +1,4 @@
-"""bot/failover.py: eligibility and the verdict, over objects shaped as the API serves them."""
+"""bot/failover/verdict.py: eligibility and the verdict, over objects shaped as the API serves them."""
 
 from __future__ import annotations
 
@@ -6,8 +6,24 @@ from typing import Any
 
 import pytest
 
-from deckhand.bot import failover
-from deckhand.bot.failover import Volume, node_health, pinned_to, quantity, verdict, why_not
+from deckhand.bot.failover.verdict import (
+    DEFAULT_TOLERATION_SECONDS,
+    HOSTNAME,
+    NOT_READY,
+    UNREACHABLE,
+    UNSCHEDULABLE,
+    ZONE,
+    Volume,
+    node_health,
+    pinned_to,
+    pvs_of,
+    quantity,
+    requests_of,
+    toleration_seconds,
+    usage_by_node,
+    verdict,
+    why_not,
+)
 
 Obj = dict[str, Any]
 CARDANO = "workload.kubernetes.io/cardano"
@@ -29,7 +45,7 @@ def topology(workers: int = 2) -> list[Obj]:
                   taints=[{"key": "node-role.kubernetes.io/control-plane",
                            "effect": "NoSchedule"}])]
     nodes += [node(f"netcup-worker-{i}", labels={CARDANO: "true",
-                                                  failover.ZONE: "netcup"})
+                                                  ZONE: "netcup"})
               for i in range(1, workers + 1)]
     return nodes
 
@@ -40,9 +56,9 @@ def spec(**extra: Any) -> Obj:
                   "cpu": "2", "memory": "8Gi"}}}],
               "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "db"}}],
               "tolerations": [
-                  {"key": failover.NOT_READY, "operator": "Exists", "effect": "NoExecute",
+                  {"key": NOT_READY, "operator": "Exists", "effect": "NoExecute",
                    "tolerationSeconds": 300},
-                  {"key": failover.UNREACHABLE, "operator": "Exists", "effect": "NoExecute",
+                  {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute",
                    "tolerationSeconds": 300}]}
     s.update(extra)
     return s
@@ -66,7 +82,7 @@ def pvc(cls: str, volume: str | None, modes: tuple[str, ...] = ("ReadWriteOnce",
 def local_pv(name: str, host: str) -> Obj:
     return {"metadata": {"name": name}, "spec": {"nodeAffinity": {"required": {
         "nodeSelectorTerms": [{"matchExpressions": [
-            {"key": failover.HOSTNAME, "operator": "In", "values": [host]}]}]}}}}
+            {"key": HOSTNAME, "operator": "In", "values": [host]}]}]}}}}
 
 
 def networked_pv(name: str) -> Obj:
@@ -90,15 +106,15 @@ def test_requests_take_the_largest_init_container() -> None:
     s = {"containers": [{"resources": {"requests": {"cpu": "1"}}},
                         {"resources": {"requests": {"cpu": "500m"}}}],
          "initContainers": [{"resources": {"requests": {"cpu": "4"}}}]}
-    assert failover.requests_of(s) == {"cpu": 4.0}
+    assert requests_of(s) == {"cpu": 4.0}
 
 
 # -- nodes --------------------------------------------------------------------------------------
 
 def test_node_health_describes_state_cordon_and_taints() -> None:
     n = node("w", cordoned=True, ready="Unknown",
-             taints=[{"key": failover.UNREACHABLE, "effect": "NoExecute"}],
-             labels={failover.ZONE: "netcup"})
+             taints=[{"key": UNREACHABLE, "effect": "NoExecute"}],
+             labels={ZONE: "netcup"})
     h = node_health(n)
     assert (h.ready, h.cordoned, h.zone) == ("Unknown", True, "netcup")
     assert h.describe() == ("node w (zone netcup): Unknown since 2026-01-01T00:00:00Z; cordoned; "
@@ -150,7 +166,7 @@ def test_prefer_no_schedule_taint_does_not_block() -> None:
 def test_cordoned_node() -> None:
     n = node("w", cordoned=True)
     assert why_not(n, spec(nodeSelector={})) == "w is cordoned"
-    tolerant = [{"key": failover.UNSCHEDULABLE, "operator": "Exists", "effect": "NoSchedule"}]
+    tolerant = [{"key": UNSCHEDULABLE, "operator": "Exists", "effect": "NoSchedule"}]
     assert why_not(n, spec(nodeSelector={}, tolerations=tolerant)) is None
 
 
@@ -213,7 +229,7 @@ def test_usage_by_node_skips_finished_unscheduled_and_named_pods() -> None:
     pods = [pod("a", "w1"), pod("b", "w1"), pod("c", None), pod("d", "w2", phase="Succeeded"),
             pod("e", "w2")]
     pods[3]["status"]["phase"] = "Succeeded"
-    used = failover.usage_by_node(pods, but="e")
+    used = usage_by_node(pods, but="e")
     assert used == {"w1": {"cpu": 4.0, "memory": 16 * 2**30}}
 
 
@@ -227,15 +243,15 @@ def test_pinned_to() -> None:
 
 
 def test_toleration_seconds() -> None:
-    assert failover.toleration_seconds(spec()) == 300
-    short = spec(tolerations=[{"key": failover.UNREACHABLE, "operator": "Exists",
+    assert toleration_seconds(spec()) == 300
+    short = spec(tolerations=[{"key": UNREACHABLE, "operator": "Exists",
                                "effect": "NoExecute", "tolerationSeconds": 10}])
-    assert failover.toleration_seconds(short) == 10
-    forever = spec(tolerations=[{"key": failover.UNREACHABLE, "operator": "Exists",
+    assert toleration_seconds(short) == 10
+    forever = spec(tolerations=[{"key": UNREACHABLE, "operator": "Exists",
                                  "effect": "NoExecute"}])
-    assert failover.toleration_seconds(forever) is None
-    assert failover.toleration_seconds(spec(tolerations=[])) == \
-        failover.DEFAULT_TOLERATION_SECONDS
+    assert toleration_seconds(forever) is None
+    assert toleration_seconds(spec(tolerations=[])) == \
+        DEFAULT_TOLERATION_SECONDS
 
 
 # -- verdicts -------------------------------------------------------------------------------------
@@ -328,7 +344,7 @@ def test_no_eligible_node_at_all() -> None:
 
 
 def test_tolerating_forever_says_so() -> None:
-    s = spec(tolerations=[{"key": failover.UNREACHABLE, "operator": "Exists",
+    s = spec(tolerations=[{"key": UNREACHABLE, "operator": "Exists",
                            "effect": "NoExecute"}])
     v = verdict(s, [pod("p", "netcup-worker-1", s)], topology(), [])
     assert "never evicted" in v.line
@@ -346,6 +362,6 @@ def test_volume_describe() -> None:
 
 def test_pvs_of_maps_claims_to_volumes() -> None:
     claims = {"db": pvc("networked", "n1")}
-    vols = failover.pvs_of(spec(), claims, {"n1": networked_pv("n1")})
+    vols = pvs_of(spec(), claims, {"n1": networked_pv("n1")})
     assert [(v.claim, v.pv and v.pv["metadata"]["name"]) for v in vols] == [("db", "n1")]
-    assert failover.pvs_of(spec(), {}, {})[0].pvc is None
+    assert pvs_of(spec(), {}, {})[0].pvc is None

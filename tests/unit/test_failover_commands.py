@@ -11,14 +11,16 @@ from typing import Any
 
 import pytest
 
-from deckhand.bot.cache import ClusterCache
+from deckhand.bot.access.policy import Actor, Policy, StaticGroupDirectory
+from deckhand.bot.cluster.cache import ClusterCache
 from deckhand.bot.config import DeckhandConfig, FailoverConfig, load_config
 from deckhand.bot.errors import DeckhandError, UsageError
-from deckhand.bot.rbac import Actor, Policy, StaticGroupDirectory
+from deckhand.bot.failover.nodes import every_target, evictable, strictest
+from deckhand.bot.failover.out_of_service import refuse_live
+from deckhand.bot.plans import Deps
 from deckhand.commands import COMMANDS
-from deckhand.commands.base import Deps
 from deckhand.commands.cordon import Cordon, Uncordon
-from deckhand.commands.failover import Failover, _strictest, every_target, evictable, refuse_live
+from deckhand.commands.failover import Failover
 from tests.unit.test_status_calls import CountingKube, example_objects
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
@@ -193,5 +195,5 @@ def test_approval_follows_the_strictest_environment_and_production_on_a_tie() ->
                     kube=None)  # type: ignore[arg-type]
 
     everything = every_target(example)
-    assert _strictest(with_approvers({}), everything).environment == "production"
-    assert _strictest(with_approvers({"staging": 2}), everything).environment == "staging"
+    assert strictest(with_approvers({}), everything).environment == "production"
+    assert strictest(with_approvers({"staging": 2}), everything).environment == "staging"

@@ -1,4 +1,4 @@
-"""The node-failure message (bot/node_threads.py): what the Story says at each step, which
+"""The node-failure message (bot/failover/threads.py): what the Story says at each step, which
 buttons each state offers and what their clicks ask for, and how a restart continues the story
 from the store (with an in-memory stand-in for the cache's informers; the real watches are
 covered end to end in tests/e2e/test_failover_thread.py)."""
@@ -15,12 +15,22 @@ from typing import Any
 
 import pytest
 
-from deckhand.bot import blocks
-from deckhand.bot.app import Pipeline
+from deckhand.bot.access.policy import Actor
 from deckhand.bot.config import DeckhandConfig
-from deckhand.bot.node_threads import RESEND_SECONDS, NodeThreads, Story, _clock, node_command
-from deckhand.bot.outbox import Delivered
-from deckhand.bot.rbac import Actor
+from deckhand.bot.failover.blocks import node_failure
+from deckhand.bot.failover.buttons import (
+    ACTION_NODE_CORDON,
+    ACTION_NODE_DRAIN,
+    ACTION_NODE_IN_SERVICE,
+    ACTION_NODE_OUT_OF_SERVICE,
+    NODE_ACTIONS,
+    node_command,
+)
+from deckhand.bot.failover.story import Story, _clock
+from deckhand.bot.failover.threads import RESEND_SECONDS, NodeThreads
+from deckhand.bot.intake.clicks import Clicks
+from deckhand.bot.intake.pipeline import Pipeline
+from deckhand.bot.slack.outbox import Delivered
 from deckhand.bot.store import Store
 from deckhand.commands import COMMANDS
 from tests.waiting import wait_until
@@ -84,14 +94,14 @@ def test_a_story_survives_its_json() -> None:
 
 def buttons(s: Story) -> dict[str, dict[str, Any]]:
     """The message's buttons by label."""
-    _, rendered = blocks.node_failure(s)
+    _, rendered = node_failure(s)
     actions = [b for b in rendered if b["type"] == "actions"]
     assert len(actions) <= 1
     return {e["text"]["text"]: e for a in actions for e in a["elements"]}
 
 
 def texts(s: Story) -> str:
-    _, rendered = blocks.node_failure(s)
+    _, rendered = node_failure(s)
     return "\n".join(e["text"] for b in rendered for e in
                      ([b["text"]] if b["type"] == "section" else b.get("elements", []))
                      if isinstance(e, dict) and e.get("type") == "mrkdwn")
@@ -100,8 +110,8 @@ def texts(s: Story) -> str:
 def test_a_fresh_failure_offers_cordon_and_drain_with_the_node_as_value() -> None:
     shown = buttons(story())
     assert list(shown) == ["Cordon", "Drain"]
-    assert shown["Cordon"]["action_id"] == blocks.ACTION_NODE_CORDON
-    assert shown["Drain"]["action_id"] == blocks.ACTION_NODE_DRAIN
+    assert shown["Cordon"]["action_id"] == ACTION_NODE_CORDON
+    assert shown["Drain"]["action_id"] == ACTION_NODE_DRAIN
     assert {b["value"] for b in shown.values()} == {"netcup-worker-1"}
     assert "powered off" not in texts(story())
 
@@ -117,7 +127,7 @@ def test_a_node_that_stays_down_offers_mark_out_of_service_with_the_warning() ->
     shown = buttons(s)
     assert list(shown) == ["Cordon", "Mark out of service"]
     oos = shown["Mark out of service"]
-    assert oos["action_id"] == blocks.ACTION_NODE_OUT_OF_SERVICE and oos["style"] == "danger"
+    assert oos["action_id"] == ACTION_NODE_OUT_OF_SERVICE and oos["style"] == "danger"
     assert "really powered off" in oos["confirm"]["text"]["text"]
     assert ":warning: *Mark out of service*: Only safe when the node is really powered off" in \
         texts(s)
@@ -127,7 +137,7 @@ def test_an_out_of_service_node_offers_back_in_service_instead() -> None:
     s = story(evicted_at=1011.0, cordoned=True, out_of_service=True)
     shown = buttons(s)
     assert list(shown) == ["Back in service"]
-    assert shown["Back in service"]["action_id"] == blocks.ACTION_NODE_IN_SERVICE
+    assert shown["Back in service"]["action_id"] == ACTION_NODE_IN_SERVICE
     assert "marked out of service (node.kubernetes.io/out-of-service)" in s.text()
     assert "powered off" not in texts(s)
 
@@ -139,18 +149,18 @@ def test_a_node_back_keeps_only_back_in_service_while_tainted() -> None:
 
 
 def test_each_button_asks_for_its_command_on_the_node() -> None:
-    assert node_command(blocks.ACTION_NODE_CORDON, "w1") == ("cordon", "w1")
-    assert node_command(blocks.ACTION_NODE_DRAIN, "w1") == ("failover", "drill w1")
-    assert node_command(blocks.ACTION_NODE_OUT_OF_SERVICE, "w1") == (
+    assert node_command(ACTION_NODE_CORDON, "w1") == ("cordon", "w1")
+    assert node_command(ACTION_NODE_DRAIN, "w1") == ("failover", "drill w1")
+    assert node_command(ACTION_NODE_OUT_OF_SERVICE, "w1") == (
         "failover", "out-of-service w1")
-    assert node_command(blocks.ACTION_NODE_IN_SERVICE, "w1") == ("failover", "in-service w1")
-    assert {a for a in blocks.NODE_ACTIONS} == {blocks.ACTION_NODE_CORDON,
-                                                blocks.ACTION_NODE_DRAIN,
-                                                blocks.ACTION_NODE_OUT_OF_SERVICE,
-                                                blocks.ACTION_NODE_IN_SERVICE}
+    assert node_command(ACTION_NODE_IN_SERVICE, "w1") == ("failover", "in-service w1")
+    assert {a for a in NODE_ACTIONS} == {ACTION_NODE_CORDON,
+                                                ACTION_NODE_DRAIN,
+                                                ACTION_NODE_OUT_OF_SERVICE,
+                                                ACTION_NODE_IN_SERVICE}
 
 
-@pytest.mark.parametrize("action", blocks.NODE_ACTIONS)
+@pytest.mark.parametrize("action", NODE_ACTIONS)
 def test_each_button_command_is_one_its_command_accepts(action: str) -> None:
     verb, text = node_command(action, "w1")
     args = COMMANDS[verb].parse(text, DeckhandConfig.model_validate(CONFIG))
@@ -172,16 +182,16 @@ class Known:
 
 
 @pytest.mark.parametrize("action, verb, text", [
-    (blocks.ACTION_NODE_CORDON, "cordon", "w1"),
-    (blocks.ACTION_NODE_DRAIN, "failover", "drill w1"),
-    (blocks.ACTION_NODE_OUT_OF_SERVICE, "failover", "out-of-service w1"),
-    (blocks.ACTION_NODE_IN_SERVICE, "failover", "in-service w1"),
+    (ACTION_NODE_CORDON, "cordon", "w1"),
+    (ACTION_NODE_DRAIN, "failover", "drill w1"),
+    (ACTION_NODE_OUT_OF_SERVICE, "failover", "out-of-service w1"),
+    (ACTION_NODE_IN_SERVICE, "failover", "in-service w1"),
 ])
 def test_a_click_is_the_command_typed_in_the_failure_thread(action: str, verb: str,
                                                             text: str) -> None:
     pipeline, asked = routed()
     reply = Reply()
-    pipeline._node_click(action, "w1", ACTOR, reply, "999.1")  # type: ignore[arg-type]
+    pipeline.clicks.node(action, "w1", ACTOR, reply, "999.1")  # type: ignore[arg-type]
     assert asked == [(verb, text, "111.222")] and reply.said == []
 
 
@@ -189,7 +199,7 @@ def test_a_click_is_the_command_typed_in_the_failure_thread(action: str, verb: s
 def test_a_click_on_an_unknown_node_or_story_does_nothing(node: str) -> None:
     pipeline, asked = routed()
     reply = Reply()
-    pipeline._node_click(blocks.ACTION_NODE_CORDON, node, ACTOR, reply,  # type: ignore[arg-type]
+    pipeline.clicks.node(ACTION_NODE_CORDON, node, ACTOR, reply,  # type: ignore[arg-type]
                          "999.1")
     assert asked == []
     assert len(reply.said) == 1 and "no failure story of node" in reply.said[0]
@@ -210,7 +220,8 @@ def routed() -> tuple[Pipeline, list[tuple[str, str, str | None]]]:
         asked.append((verb, text, thread_ts))
         return "requested"
 
-    pipeline._command = command  # type: ignore[method-assign]
+    pipeline.request = command  # type: ignore[method-assign]
+    pipeline.clicks = Clicks(pipeline)
     return pipeline, asked
 
 
@@ -410,7 +421,7 @@ def test_cordon_and_the_taint_show_on_the_message(tmp_path: Path) -> None:
     assert "w1 is marked out of service" in outbox.edits[-1][1]
     stored = Story.model_validate(store.open_node_threads()[0].story)
     assert stored.cordoned and stored.out_of_service
-    assert stored.offers() == [blocks.ACTION_NODE_IN_SERVICE]
+    assert stored.offers() == [ACTION_NODE_IN_SERVICE]
     assert threads.thread_of("w1") == ("COPS", "300.3")
     assert threads.thread_of("w9") is None
     threads.stop()
@@ -428,13 +439,13 @@ def stored(store: Store) -> Story:
 
 def test_only_a_node_that_stopped_answering_is_offered_out_of_service() -> None:
     # NotReady ("False"): its kubelet reports, so the node runs: never out of service.
-    assert blocks.ACTION_NODE_OUT_OF_SERVICE not in story(state="False",
+    assert ACTION_NODE_OUT_OF_SERVICE not in story(state="False",
                                                            evicted_at=1011.0).offers()
-    assert blocks.ACTION_NODE_OUT_OF_SERVICE in story(state="Unknown", evicted_at=1011.0).offers()
+    assert ACTION_NODE_OUT_OF_SERVICE in story(state="Unknown", evicted_at=1011.0).offers()
     # What counts is the state now, not at the start of the failure.
-    assert blocks.ACTION_NODE_OUT_OF_SERVICE in story(
+    assert ACTION_NODE_OUT_OF_SERVICE in story(
         state="False", current="Unknown", current_since=T0, evicted_at=1011.0).offers()
-    assert blocks.ACTION_NODE_OUT_OF_SERVICE not in story(
+    assert ACTION_NODE_OUT_OF_SERVICE not in story(
         state="Unknown", current="False", current_since=T0, evicted_at=1011.0).offers()
 
 
@@ -446,14 +457,14 @@ def test_the_story_follows_the_ready_state_while_the_node_stays_down(tmp_path: P
     cache.tell("Pod", "MODIFIED", pod("old", "w1", deleting=True))
     outbox.deliver("1.1")
     assert "*w1* turned NotReady" in outbox.edits[-1][1]
-    assert blocks.ACTION_NODE_OUT_OF_SERVICE not in stored(store).offers()
+    assert ACTION_NODE_OUT_OF_SERVICE not in stored(store).offers()
     # The kubelet stops reporting (the node is off): its condition's status and time change.
     cache.tell("Node", "MODIFIED", node("Unknown", since="2026-01-01T10:01:00Z"))
     s = stored(store)
     assert (s.state, s.ready_now(), s.transition()) == ("False", "Unknown",
                                                          "2026-01-01T10:01:00Z")
     assert f"it stopped answering at {_clock(T0_EPOCH + 60)}" in outbox.edits[-1][1]
-    assert blocks.ACTION_NODE_OUT_OF_SERVICE in s.offers()
+    assert ACTION_NODE_OUT_OF_SERVICE in s.offers()
     threads.stop()
     # A restart sees the same failure (no new message, the same one goes on).
     cache.objects["Node"] = [node("Unknown", since="2026-01-01T10:01:00Z")]
@@ -473,7 +484,7 @@ def test_a_restart_without_the_pods_picture_infers_no_eviction(tmp_path: Path,
     outbox.deliver("1.1")
     threads.stop()
     # Restarted while the API server cannot be reached: nothing lists within the deadline.
-    monkeypatch.setattr("deckhand.bot.node_threads.CATCH_UP_SECONDS", 0)
+    monkeypatch.setattr("deckhand.bot.failover.threads.CATCH_UP_SECONDS", 0)
     cache.objects["Node"], cache.objects["Pod"] = [], []
     for informer in cache.informers.values():
         informer.synced.clear()

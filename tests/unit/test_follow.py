@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from deckhand.bot.cache import ClusterCache
+from deckhand.bot.cluster.cache import ClusterCache
+from deckhand.bot.cluster.rollout import Progress
 from deckhand.bot.errors import KubeError, KubeGone
-from deckhand.bot.follow import Ending, FollowEnd, Follower, FollowSpec
-from deckhand.bot.rollout import Progress
+from deckhand.bot.intake.follow import Ending, FollowEnd, Follower, FollowSpec
 from tests.waiting import wait_until
 
 Obj = dict[str, Any]
@@ -279,7 +279,7 @@ def test_a_failing_callback_does_not_stop_the_watch(
 
 
 def test_the_condition_from_before_the_change_is_recognised_whatever_its_time_format() -> None:
-    from deckhand.bot.follow import same_condition
+    from deckhand.bot.intake.follow import same_condition
 
     served = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
               "lastUpdateTime": "2026-01-02T03:04:05Z", "message": "timed out"}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from deckhand.bot import health
+from deckhand.bot.metrics import REGISTRY, acked, command, kube_error, slack_error
+from deckhand.bot.ops.health import Readiness, database_writable, health_server, requests_by_state
 from deckhand.bot.store import Request, State, Store
 
 
@@ -52,7 +53,7 @@ def test_readiness_checks_are_cached_for_their_ttl() -> None:
         return answers[calls["kube"] - 1]
 
     clock = Clock()
-    ready = health.Readiness({"kubernetes": kube, "slack": lambda: True}, ttl=5, clock=clock)
+    ready = Readiness({"kubernetes": kube, "slack": lambda: True}, ttl=5, clock=clock)
     assert ready.report() == (True, ["kubernetes: ok", "slack: ok"])
     clock.now += 4.9
     assert ready.report()[0] and calls["kube"] == 1
@@ -65,31 +66,31 @@ def test_a_check_that_raises_is_failing() -> None:
     def broken() -> bool:
         raise RuntimeError("boom")
 
-    assert health.Readiness({"database": broken}).report() == (False, ["database: failing"])
+    assert Readiness({"database": broken}).report() == (False, ["database: failing"])
 
 
 def test_requests_by_state_and_a_locked_database(store: Store, tmp_path: Path) -> None:
     for i, state in enumerate([State.PENDING, State.PENDING, State.SUCCEEDED]):
         store.create(request(i, state))
-    assert sorted(health.requests_by_state(tmp_path / "d.db")) == [("pending", 2),
+    assert sorted(requests_by_state(tmp_path / "d.db")) == [("pending", 2),
                                                                    ("succeeded", 1)]
-    assert health.database_writable(tmp_path / "d.db")
+    assert database_writable(tmp_path / "d.db")
     other = sqlite3.connect(str(tmp_path / "d.db"), isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # someone else holds the write lock
     try:
-        assert not health.database_writable(tmp_path / "d.db")
+        assert not database_writable(tmp_path / "d.db")
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert not health.database_writable(tmp_path / "missing" / "d.db")
-    assert health.requests_by_state(tmp_path / "missing.db") == []
+    assert not database_writable(tmp_path / "missing" / "d.db")
+    assert requests_by_state(tmp_path / "missing.db") == []
 
 
 def test_the_port_serves_the_three_endpoints(store: Store, tmp_path: Path) -> None:
     store.create(request(1, State.FOLLOWING))
     slack = [True]
-    ready = health.Readiness({"slack": lambda: slack[0]}, ttl=0)
-    server = health.health_server("127.0.0.1", 0, ready, tmp_path / "d.db", lambda: 3)
+    ready = Readiness({"slack": lambda: slack[0]}, ttl=0)
+    server = health_server("127.0.0.1", 0, ready, tmp_path / "d.db", lambda: 3)
     server.start()
     base = f"http://127.0.0.1:{server.port}"
     try:
@@ -97,10 +98,10 @@ def test_the_port_serves_the_three_endpoints(store: Store, tmp_path: Path) -> No
         assert get(base + "/readyz") == (200, "slack: ok\n")
         slack[0] = False
         assert get(base + "/readyz") == (503, "slack: failing\n")
-        health.command("scale", "requested")
-        health.kube_error(429)
-        health.slack_error("ratelimited", 429)
-        health.acked(0.004)
+        command("scale", "requested")
+        kube_error(429)
+        slack_error("ratelimited", 429)
+        acked(0.004)
         status, text = get(base + "/metrics")
         assert status == 200
         for line in ['deckhand_requests{state="following"} 1.0',
@@ -120,16 +121,16 @@ def test_the_port_serves_the_three_endpoints(store: Store, tmp_path: Path) -> No
 def test_every_mapped_kubernetes_failure_is_counted_by_status() -> None:
     from kubernetes.client.exceptions import ApiException
 
-    from deckhand.bot.kube import kube_error
+    from deckhand.bot.kube.failures import kube_error
 
     def count(status: str) -> float:
-        return health.REGISTRY.get_sample_value("deckhand_kube_errors_total",
+        return REGISTRY.get_sample_value("deckhand_kube_errors_total",
                                                 {"status": status}) or 0.0
 
-    limited = health.REGISTRY.get_sample_value("deckhand_kube_rate_limited_total") or 0.0
+    limited = REGISTRY.get_sample_value("deckhand_kube_rate_limited_total") or 0.0
     before = count("429"), count("none")
     kube_error(ApiException(status=429, reason="Too Many Requests"), "listing pods", host="h",
                waited=10, write=False)
     kube_error(ConnectionRefusedError(), "listing pods", host="h", waited=5, write=False)
     assert (count("429"), count("none")) == (before[0] + 1, before[1] + 1)
-    assert health.REGISTRY.get_sample_value("deckhand_kube_rate_limited_total") == limited + 1
+    assert REGISTRY.get_sample_value("deckhand_kube_rate_limited_total") == limited + 1

@@ -1,4 +1,4 @@
-"""How the gateway maps the client's failures to typed, user-safe errors (bot/kube.py kube_error),
+"""How the gateway maps the client's failures to typed, user-safe errors (bot/kube/gateway.py kube_error),
 and its retry policy, shown against a local socket that resets every connection.
 
 The exceptions are built the way urllib3 and the kubernetes client raise them (with the same
@@ -29,7 +29,9 @@ from deckhand.bot.errors import (
     KubeNotFound,
     KubeUnavailable,
 )
-from deckhand.bot.kube import KubeGateway, KubeSource, kube_error
+from deckhand.bot.kube.client import KubeSource
+from deckhand.bot.kube.failures import kube_error
+from deckhand.bot.kube.gateway import KubeGateway
 
 HOST = "10.0.0.1:6443"
 

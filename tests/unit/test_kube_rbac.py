@@ -10,15 +10,7 @@ import yaml
 
 from deckhand.bot.__main__ import main
 from deckhand.bot.config import DeckhandConfig, load_config
-from deckhand.bot.kube_rbac import (
-    CLUSTER,
-    NAMESPACED,
-    Rule,
-    managed_namespaces,
-    merge,
-    rbac_objects,
-    secret_rules,
-)
+from deckhand.bot.ops.rbac import CLUSTER, NAMESPACED, Rule, managed_namespaces, merge, rbac_objects, secret_rules
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
 

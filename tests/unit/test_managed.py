@@ -11,8 +11,16 @@ import copy
 import json
 from typing import Any
 
-from deckhand.bot.managed import applied_fields, differences, dotted, fields_of, owned_differences, project, union
-from deckhand.bot.rollout import CHANGE_CAUSE
+from deckhand.bot.cluster.managed_fields import (
+    applied_fields,
+    differences,
+    dotted,
+    fields_of,
+    owned_differences,
+    project,
+    union,
+)
+from deckhand.bot.cluster.rollout import CHANGE_CAUSE
 from deckhand.commands.deploy import deployment_changes, object_changes, owned_fields
 
 

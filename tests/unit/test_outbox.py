@@ -24,7 +24,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import SlackResponse
 
-from deckhand.bot.outbox import SHUTTING_DOWN, SUPERSEDED, Delivered, Outbox, install_retry_handlers
+from deckhand.bot.slack.outbox import SHUTTING_DOWN, SUPERSEDED, Delivered, Outbox, install_retry_handlers
 from tests.waiting import wait_until
 
 WAIT = 10.0
@@ -516,7 +516,7 @@ def test_on_done_may_queue_more_work(make: Callable[..., Outbox], slack: FakeSla
 def test_logs_name_the_call_but_never_the_text(
     make: Callable[..., Outbox], slack: FakeSlack, clock: FakeClock, caplog: Any
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="deckhand.bot.outbox")
+    caplog.set_level(logging.DEBUG, logger="deckhand.bot.slack.outbox")
     outbox = make()
     results = Results()
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": SECRET}}]

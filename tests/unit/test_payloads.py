@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from deckhand.bot.payloads import BlockAction, SlashCommand
+from deckhand.bot.slack.payloads import BlockAction, SlashCommand
 
 
 def test_slash_command() -> None:

@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deckhand.bot.app import Pipeline
-from deckhand.bot.approvals import Gate
 from deckhand.bot.config import load_config
+from deckhand.bot.intake.gate import Gate
+from deckhand.bot.intake.pipeline import Pipeline
+from deckhand.bot.plans import Deps
 from deckhand.bot.store import Request, State, Store
-from deckhand.commands.base import Deps
 from tests.unit.fakes import AllowAll, Who
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from deckhand.bot.access.policy import Actor, Policy, StaticGroupDirectory
 from deckhand.bot.config import ACTIONS, DeckhandConfig
-from deckhand.bot.rbac import Actor, Policy, SlackGroupDirectory, StaticGroupDirectory
+from deckhand.bot.slack.usergroups import SlackGroupDirectory
 
 TEAM = "T1"
 DEPLOYS = "CDEPLOYS"
@@ -338,7 +339,7 @@ def test_a_failed_lookup_fails_closed_logs_and_retries_soon(
         directory: SlackGroupDirectory, slack: FakeSlack, clock: FakeClock,
         caplog: pytest.LogCaptureFixture, failure: Exception, logged: str) -> None:
     slack.failures["SOPS"] = failure
-    with caplog.at_level(logging.WARNING, logger="deckhand.bot.rbac"):
+    with caplog.at_level(logging.WARNING, logger="deckhand.bot.slack.usergroups"):
         assert directory.members("SOPS") == frozenset()
     assert f"usergroups.users.list failed for SOPS: {logged}" in caplog.text
     # Remembered briefly, so a broken API is not called on every request...

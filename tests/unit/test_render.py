@@ -15,15 +15,10 @@ import pytest
 import yaml
 
 from deckhand.bot.config import DeckhandConfig, load_config
-from deckhand.bot.render import (
-    APPLY_ORDER,
-    ImageRefError,
-    RenderError,
-    render,
-    render_main,
-    to_yaml,
-    validate_image_ref,
-)
+from deckhand.bot.errors import ImageRefError, RenderError
+from deckhand.bot.manifests.images import validate_image_ref
+from deckhand.bot.manifests.render import APPLY_ORDER, render, to_yaml
+from deckhand.bot.ops.render import render_main
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "deckhand.example.yaml"

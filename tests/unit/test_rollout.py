@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from deckhand.bot.rollout import REVISION, RolloutError, progress, rollback_patch, rollback_target, why_not_ready
+from deckhand.bot.cluster.rollout import REVISION, progress, rollback_patch, rollback_target, why_not_ready
+from deckhand.bot.errors import RolloutError
 
 
 def deployment(replicas: int = 2, generation: int = 2, observed: int = 2, updated: int = 2,

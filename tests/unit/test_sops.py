@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from deckhand.bot.check_config import check_config_main
+from deckhand.bot.access.policy import Actor, Policy, StaticGroupDirectory
 from deckhand.bot.config import DeckhandConfig, load_config
 from deckhand.bot.errors import SecretRefused, SopsNoKey, SopsNotEncrypted, SopsTampered, SopsUnavailable
-from deckhand.bot.rbac import Actor, Policy, StaticGroupDirectory
-from deckhand.bot.sops import (
+from deckhand.bot.ops.check_config import check_config_main
+from deckhand.bot.secrets.sops import (
     MAX_FILE_BYTES,
     Metadata,
     classify,
@@ -228,15 +228,16 @@ def test_check_config_reports_missing_files_and_environments_without_one(tmp_pat
     assert "secrets.cardano-secrets: no file for dev, where cardano-node runs" in text
 
 
-def test_only_bot_sops_starts_processes() -> None:
+def test_only_bot_tools_run_starts_processes() -> None:
     """The subprocess seam, enforced: no other module of the bot can start a process (and so
-    none can hand a decrypted value or the age key to one)."""
+    none can hand a decrypted value or the age key to one). tests/unit/test_layers.py checks the
+    same with import-linter and the syntax tree; this is the plain text search."""
     root = EXAMPLE.parents[1]
     starters = ("import subprocess", "from subprocess", "os.system", "os.popen", "os.exec",
                 "os.spawn", "os.posix_spawn", "pty.spawn", "multiprocessing")
     found = [f"{path.relative_to(root)}: {what}"
              for folder in ("bot", "commands") for path in sorted((root / folder).rglob("*.py"))
-             if path != root / "bot" / "sops.py"
+             if path != root / "bot" / "tools" / "run.py"
              for what in starters if what in path.read_text()]
     assert found == []
-    assert "import subprocess" in (root / "bot" / "sops.py").read_text()
+    assert "import subprocess" in (root / "bot" / "tools" / "run.py").read_text()

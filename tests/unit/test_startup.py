@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deckhand.bot.__main__ import run
+from deckhand.bot.app import run
 from deckhand.bot.settings import Settings
 from deckhand.commands import COMMANDS
 
@@ -78,7 +78,7 @@ def test_the_app_manifest_asks_only_for_scopes_the_code_uses() -> None:
         "groups:read": ["conversations_list"],    # deckhand ids: private channels it is in
     }
     source = "\n".join(p.read_text() for folder in ("bot", "commands")
-                       for p in sorted((ROOT / folder).glob("*.py")))
+                       for p in sorted((ROOT / folder).rglob("*.py")))
     manifest = yaml.safe_load(MANIFEST.read_text())
     scopes = manifest["oauth_config"]["scopes"]["bot"]
     assert sorted(scopes) == sorted(used_by)

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from deckhand.bot import blocks
-from deckhand.bot.cache import ClusterCache
+from deckhand.bot.cluster.cache import ClusterCache
 from deckhand.bot.config import DeckhandConfig, load_config
 from deckhand.bot.errors import KubeUnavailable
-from deckhand.commands.base import Deps
+from deckhand.bot.plans import Deps
+from deckhand.bot.slack.blocks import MAX_BLOCKS, MAX_SECTION, view_message
 from deckhand.commands.status import Status
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "deckhand.example.yaml"
@@ -176,16 +176,16 @@ def test_the_summary_of_309_targets_fits_one_message() -> None:
                              f"{progressing} progressing, 0 failing, {degraded} degraded")
     assert sum(kube.calls.values()) == 9  # three namespaces, three lists each
     assert view.lines[2].endswith("degraded: volume claim w001-data not bound")  # worst first
-    _, rendered = blocks.view_message(view.title, view.lines)
-    assert len(rendered) < blocks.MAX_BLOCKS
-    assert all(len(b["text"]["text"]) <= blocks.MAX_SECTION for b in rendered)
+    _, rendered = view_message(view.title, view.lines)
+    assert len(rendered) < MAX_BLOCKS
+    assert all(len(b["text"]["text"]) <= MAX_SECTION for b in rendered)
     assert f"…and {progressing + degraded - 25} more" in str(rendered)
     assert "omitted" not in str(rendered)
 
     page = Status().read(deps, Status().parse("staging", config))
     assert page.lines[-1] == "_page 1 of 11; next: /status staging page=2_"
     assert sum(line.startswith("*w") for line in page.lines) == 10
-    _, rendered = blocks.view_message(page.title, page.lines)
+    _, rendered = view_message(page.title, page.lines)
     assert "omitted" not in str(rendered)
     last = Status().read(deps, Status().parse("staging page=11", config))
     assert last.lines[-1] == "_page 11 of 11_"

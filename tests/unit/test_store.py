@@ -11,17 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from deckhand.bot import store as store_module
-from deckhand.bot.store import (
-    FINAL_STATES,
-    NOTICE_DELIVERED,
-    OPEN_STATES,
-    SCHEMA_VERSION,
-    Request,
-    State,
-    Store,
-    StoreError,
-)
+from deckhand.bot.errors import StoreError
+from deckhand.bot.store import FINAL_STATES, NOTICE_DELIVERED, OPEN_STATES, Request, State, Store
+from deckhand.bot.store import db as store_module
+from deckhand.bot.store.migrations import SCHEMA_VERSION
 
 DATA = Path(__file__).parent / "data"
 V1_TERMINAL = {"succeeded001", "failed000001", "cancelled001", "rejected0001", "expired00001"}
@@ -191,7 +184,7 @@ def test_a_failing_migration_leaves_the_file_as_it_was(tmp_path: Path,
         db.execute("CREATE TABLE alerts (id TEXT PRIMARY KEY)")
         raise RuntimeError("migration 3 failed half way")
 
-    monkeypatch.setattr(store_module, "_MIGRATIONS", (*store_module._MIGRATIONS, (3, broken)))
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, (3, broken)))
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
     with pytest.raises(RuntimeError, match="half way"):
         Store(path)
@@ -283,7 +276,7 @@ def test_a_version_3_file_migrates_to_node_threads(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     path = v1_file(tmp_path / "deckhand.db")
     with monkeypatch.context() as m:  # the release before node threads
-        m.setattr(store_module, "_MIGRATIONS", store_module._MIGRATIONS[:3])
+        m.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:3])
         m.setattr(store_module, "SCHEMA_VERSION", 3)
         old = Store(path, clock=Clock())
         old.save_alert_group("g1", "C1", "firing", {"x": 1}, [("fp", "t", "firing")])

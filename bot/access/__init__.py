@@ -1,0 +1,1 @@
+"""Who may ask for what, where: the authorization policy over the configuration's ``rbac``."""

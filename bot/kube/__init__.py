@@ -1,0 +1,1 @@
+"""The Kubernetes gateway: the only package that imports ``kubernetes``."""

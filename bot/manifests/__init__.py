@@ -1,0 +1,1 @@
+"""Rendering a workload's manifests for one environment: the exact objects /deploy applies."""

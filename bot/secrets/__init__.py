@@ -1,0 +1,1 @@
+"""SOPS-encrypted Kubernetes Secrets, decrypted in memory only."""

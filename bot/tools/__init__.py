@@ -1,0 +1,1 @@
+"""The one way Deckhand starts another program (bot/tools/run.py)."""
