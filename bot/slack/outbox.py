@@ -8,7 +8,12 @@ Why a queue instead of calling ``chat.update`` where the news happens:
   seconds have passed; the caller learns which through ``on_done``.
 - Progress edits are news only until the next one: a queued edit of a message is replaced by a
   newer one, so a slow Slack gets the latest text once instead of every intermediate step, and
-  an old progress edit can never land after a newer one.
+  an old progress edit can never land after a newer one. A newer edit takes the place of a queued
+  state edit too (its text is newer; the delivery guarantee stays).
+- A terminal edit (``terminal=True``: the message's last state, a request that ended) is never
+  followed by anything but another terminal edit: an edit that is not terminal and comes after
+  one (queued, in flight or delivered) is dropped, so a late progress report can never make a
+  finished request look unfinished, whatever the order in which they arrive.
 - Slack's rate limits apply per channel (and method). Each channel has its own queue, sent in
   order, and its own "not before" time; one sender thread serves the channels round-robin, so a
   channel that is rate-limited or backing off does not hold up the others.
@@ -64,8 +69,10 @@ TRANSIENT_ERRORS: Final = frozenset(
 )
 # The error of requests refused or abandoned because the outbox is stopping.
 SHUTTING_DOWN: Final = "shutting down"
-# The error of a progress edit dropped because a final edit of the same message is queued.
-SUPERSEDED: Final = "superseded by a final edit"
+# The error of an edit dropped because a terminal edit of the same message came first.
+SUPERSEDED: Final = "superseded by a terminal edit"
+# How many terminal edits are remembered after their delivery, to drop late edits of them.
+_TERMINAL_MEMORY: Final = 4096
 # How often the sender re-reads the clock while it waits for a channel's "not before" time, so an
 # injected clock that jumps (tests) is noticed without waking the thread for every tick of it.
 _TICK: Final = 0.25
@@ -143,6 +150,7 @@ class _Send:
     thread_ts: str | None  # posts
     final: bool  # retried until delivered, refused or given up (posts are always final)
     deadline: float
+    terminal: bool = False  # the message's last state: nothing but a terminal edit follows it
     callbacks: list[OnDone] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -198,6 +206,8 @@ class Outbox:
         # Insertion order is the round-robin order: a served channel moves to the end.
         self._channels: OrderedDict[str, _Channel] = OrderedDict()
         self._in_flight: _Send | None = None
+        # Messages whose terminal edit was delivered (oldest first), so a late edit is dropped.
+        self._terminal: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._accepting = True
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -222,17 +232,20 @@ class Outbox:
         blocks: list[dict[str, Any]] | None = None,
         *,
         final: bool = False,
+        terminal: bool = False,
         on_done: OnDone | None = None,
     ) -> None:
         """Queue ``chat.update`` of message ``ts``; replaces a queued edit of the same message.
 
         ``blocks=None`` leaves the message's blocks as they are (Slack's rule); pass ``[]`` to
-        remove them. A progress edit (``final=False``) is tried once; it is dropped if a final
-        edit of the same message is queued or being sent. A final edit is retried until
-        delivered, refused or ``give_up_after``, and replaces a queued edit of either kind.
+        remove them. A progress edit (``final=False``) is tried once. A final edit is retried
+        until delivered, refused or ``give_up_after``. A newer edit replaces a queued one of the
+        same message (a final one stays final). ``terminal`` (implies ``final``): the message's
+        last state; any later edit that is not terminal is dropped.
         """
         self._submit(
-            _Send("chat.update", channel, ts, text, blocks, None, final, self._deadline()),
+            _Send("chat.update", channel, ts, text, blocks, None, final or terminal,
+                  self._deadline(), terminal=terminal),
             on_done,
         )
 
@@ -326,33 +339,38 @@ class Outbox:
         channel = self._channels.setdefault(send.channel, _Channel())
         queued = _queued_edit(channel, send)
         sending = self._in_flight
-        final_sending = sending is not None and sending.final and _same_message(sending, send)
-        if not send.final and (final_sending or (queued is not None and queued.final)):
-            # Sent after the final edit, it would show "in progress" on a finished request.
-            log.info("outbox: %s dropped: a final edit of it is pending", send.describe())
+        if send.method == "chat.update" and not send.terminal and (
+                (send.channel, send.ts) in self._terminal
+                or (sending is not None and sending.terminal and _same_message(sending, send))
+                or (queued is not None and queued.terminal)):
+            # Sent after the terminal edit, it would show "in progress" on a finished request.
+            log.info("outbox: %s dropped: a terminal edit of it came first", send.describe())
             return _complete(send, Delivered(False, ts=send.ts, error=SUPERSEDED))
         if queued is None:
             channel.queue.append(send)
             return []
-        # The newer edit takes the queued one's place; the older caller shares its result.
+        # The newer edit takes the queued one's place; the older caller shares its result. What
+        # must be delivered stays so: a final edit replaced by a progress edit is still final.
         queued.text, queued.blocks = send.text, send.blocks
-        if send.final and not queued.final:
-            queued.final, queued.deadline = True, send.deadline
-        elif send.final:
+        if send.final:
             queued.deadline = send.deadline
+        queued.final = queued.final or send.final
+        queued.terminal = queued.terminal or send.terminal
         queued.callbacks.extend(send.callbacks)
         return []
 
     def _requeue(self, channel: _Channel, send: _Send) -> Completion:
-        """Put a final edit or post that failed transiently back at the head of its channel."""
+        """Put a final edit or post that failed transiently back at the head of its channel; an
+        edit of the same message queued meanwhile is newer, so its text is what goes."""
         queued = _queued_edit(channel, send)
         if queued is not None:
-            if queued.final:
-                queued.callbacks[:0] = send.callbacks
-                return []
+            queued.callbacks[:0] = send.callbacks
+            queued.final = True
+            queued.terminal = queued.terminal or send.terminal
+            queued.deadline = max(queued.deadline, send.deadline)
             channel.queue.remove(queued)
-            channel.queue.appendleft(send)
-            return _complete(queued, Delivered(False, ts=queued.ts, error=SUPERSEDED))
+            channel.queue.appendleft(queued)
+            return []
         channel.queue.appendleft(send)
         return []
 
@@ -426,6 +444,10 @@ class Outbox:
         now = self._clock()
         if outcome.delivered.ok:
             channel.failures = 0
+            if send.terminal and send.ts is not None:
+                self._terminal[(send.channel, send.ts)] = None
+                while len(self._terminal) > _TERMINAL_MEMORY:
+                    self._terminal.popitem(last=False)
             return _complete(send, outcome.delivered)
         error = outcome.delivered.error
         if outcome.transient:

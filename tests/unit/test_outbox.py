@@ -235,14 +235,14 @@ def test_queued_progress_edits_of_one_message_collapse_to_the_latest(
     assert all(d == Delivered(True, ts="1.0") for d in got.values())
 
 
-def test_a_progress_edit_after_a_queued_final_edit_is_dropped(make: Callable[..., Outbox], slack: FakeSlack) -> None:
+def test_a_progress_edit_after_a_queued_terminal_edit_is_dropped(make: Callable[..., Outbox], slack: FakeSlack) -> None:
     outbox = make()
     results = Results()
     hold_first_call(slack)
     outbox.start()
     outbox.post("C1", "something before", on_done=results("post"))
     wait_in_flight(slack, 1)
-    outbox.edit("C1", "1.0", "done", final=True, on_done=results("final"))
+    outbox.edit("C1", "1.0", "done", terminal=True, on_done=results("final"))
     outbox.edit("C1", "1.0", "still rolling", on_done=results("late progress"))
 
     assert results.wait("late progress")["late progress"] == Delivered(False, ts="1.0", error=SUPERSEDED)
@@ -253,14 +253,14 @@ def test_a_progress_edit_after_a_queued_final_edit_is_dropped(make: Callable[...
     assert got["final"].ok
 
 
-def test_a_progress_edit_while_the_final_edit_is_in_flight_is_dropped(
+def test_a_progress_edit_while_the_terminal_edit_is_in_flight_is_dropped(
     make: Callable[..., Outbox], slack: FakeSlack
 ) -> None:
     outbox = make()
     results = Results()
     hold_first_call(slack)
     outbox.start()
-    outbox.edit("C1", "1.0", "done", final=True, on_done=results("final"))
+    outbox.edit("C1", "1.0", "done", terminal=True, on_done=results("final"))
     wait_in_flight(slack, 1)
     outbox.edit("C1", "1.0", "still rolling", on_done=results("late progress"))
     slack.gate.set()
@@ -268,6 +268,61 @@ def test_a_progress_edit_while_the_final_edit_is_in_flight_is_dropped(
 
     assert slack.texts() == ["done"]
     assert got["late progress"].error == SUPERSEDED
+
+
+def test_progress_after_a_state_edit_is_shown_and_the_state_edit_still_delivered(
+    make: Callable[..., Outbox], slack: FakeSlack
+) -> None:
+    """A request entering "following" queues a state edit; the rollout's first progress comes
+    right after it. The progress is newer (it shows the state too), so it takes the queued
+    edit's place, and is delivered with the state edit's guarantee (issue 16, item 0)."""
+    outbox = make()
+    results = Results()
+    hold_first_call(slack)
+    outbox.start()
+    outbox.post("C1", "busy", on_done=results("post"))
+    wait_in_flight(slack, 1)
+    outbox.edit("C1", "1.0", "following", final=True, on_done=results("state"))
+    outbox.edit("C1", "1.0", "following: 0/1 ready", on_done=results("progress"))
+    slack.gate.set()
+    got = results.wait("post", "state", "progress")
+
+    assert slack.texts() == ["busy", "following: 0/1 ready"]
+    assert got["state"] == got["progress"] == Delivered(True, ts="1.0")
+
+
+def test_progress_while_a_state_edit_is_in_flight_is_sent_after_it(
+    make: Callable[..., Outbox], slack: FakeSlack
+) -> None:
+    outbox = make()
+    results = Results()
+    hold_first_call(slack)
+    outbox.start()
+    outbox.edit("C1", "1.0", "following", final=True, on_done=results("state"))
+    wait_in_flight(slack, 1)
+    outbox.edit("C1", "1.0", "following: 0/1 ready", on_done=results("progress"))
+    slack.gate.set()
+    got = results.wait("state", "progress")
+
+    assert slack.texts() == ["following", "following: 0/1 ready"]
+    assert got["progress"].ok
+
+
+def test_an_edit_after_a_delivered_terminal_edit_is_dropped(
+    make: Callable[..., Outbox], slack: FakeSlack
+) -> None:
+    """Whatever the order of arrival, the terminal text wins (issue 16, item 2)."""
+    outbox = make()
+    results = Results()
+    outbox.start()
+    outbox.edit("C1", "1.0", "succeeded", terminal=True, on_done=results("final"))
+    assert results.wait("final")["final"].ok
+    outbox.edit("C1", "1.0", "following: 0/1 ready", on_done=results("late progress"))
+    outbox.edit("C1", "1.0", "following", final=True, on_done=results("late state"))
+    got = results.wait("late progress", "late state")
+
+    assert slack.texts() == ["succeeded"]
+    assert got["late progress"].error == got["late state"].error == SUPERSEDED
 
 
 def test_a_final_edit_replaces_a_queued_progress_edit_and_a_newer_final_replaces_it(
