@@ -188,7 +188,8 @@ def progress(deployment: Obj, earlier: Obj | None = None) -> Progress:
 
 
 def why_not_ready(pods: list[Obj]) -> list[str]:
-    """One line per pod that is not ready, naming the first reason found."""
+    """One line per pod that is not ready, naming the first reason found and how often its
+    containers restarted (a crash loop shows as a growing count)."""
     lines = []
     for pod in pods:
         if pod["metadata"].get("deletionTimestamp"):
@@ -207,5 +208,9 @@ def why_not_ready(pods: list[Obj]) -> list[str]:
                 break
         if reason is None and conds.get("PodScheduled", {}).get("status") == "False":
             reason = f"unschedulable: {conds['PodScheduled'].get('message', '')}".strip()
-        lines.append(f"{pod['metadata']['name']}: {reason or status.get('phase', 'Pending')}")
+        restarts = sum(int(cs.get("restartCount") or 0)
+                       for cs in status.get("containerStatuses") or [])
+        name = pod["metadata"]["name"] + (f" ({restarts} restart{'s' * (restarts != 1)})"
+                                          if restarts else "")
+        lines.append(f"{name}: {reason or status.get('phase', 'Pending')}")
     return lines

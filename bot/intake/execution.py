@@ -39,7 +39,7 @@ from deckhand.bot.intake.follow import Ending, FollowEnd, Follower, FollowSpec
 from deckhand.bot.intake.gate import Gate
 from deckhand.bot.plans import Deps, Plan
 from deckhand.bot.slack.outbox import Delivered, Outbox
-from deckhand.bot.store import Request, State, Store
+from deckhand.bot.store import FINAL_STATES, NOTICE_DELIVERED, Request, State, Store
 from deckhand.commands import COMMANDS
 
 log = logging.getLogger("deckhand.execution")
@@ -61,6 +61,8 @@ class Executions:
         self.clock = clock
         self._applying = 0
         self._idle = threading.Condition()
+        self._notifying: set[str] = set()
+        """Requests whose final notice is on its way to Slack (the sweep leaves them alone)."""
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -218,30 +220,70 @@ class Executions:
             self.notify(current)
 
     def notify(self, request: Request, thread_reply: bool = True) -> None:
-        """Send a final request's message and its thread reply; record whether Slack took them."""
+        """Send a final request's message, then its thread reply; record whether Slack took them.
+
+        The reply goes only after the edit was delivered or refused for good, so sending both
+        again never posts the reply twice. When Slack could not be reached (or the bot was
+        stopping) the notice stays due: :meth:`resend` (the sweep) and the next start send it
+        again. A refusal (``channel_not_found``) is recorded and not retried. One notice per
+        request at a time: a sweep never sends what is already on its way.
+        """
         if not request.message_ts:
-            self.store.mark_notice(request.id, "delivered")
+            self.store.mark_notice(request.id, NOTICE_DELIVERED)
             return
-        failures: list[str] = []
-        left = [2 if thread_reply else 1]
-        lock = threading.Lock()
+        with self._idle:
+            if request.id in self._notifying:
+                return
+            self._notifying.add(request.id)
+        refusals: list[str] = []
 
-        def done(d: Delivered) -> None:
-            with lock:
-                if not d.ok:
-                    failures.append(d.error or "unknown error")
-                left[0] -= 1
-                if left[0]:
-                    return
-            self.store.mark_notice(request.id, "refused: " + ", ".join(failures) if failures
-                                   else "delivered")
+        def settle(notice: str | None, why: str = "") -> None:
+            with self._idle:
+                self._notifying.discard(request.id)
+            if notice is None:
+                log.warning("the final notice of %s was not delivered (%s); it is sent again "
+                            "later", request.id, why)
+            else:
+                self.store.mark_notice(request.id, notice)
 
-        text, blocks_ = blocks.request_message(request)
-        self.outbox.edit(request.channel, request.message_ts, text, blocks_, final=True,
-                         on_done=done)
-        if thread_reply:
-            self.outbox.post(request.channel, announcement(request),
-                             thread_ts=request.thread_ts or request.message_ts, on_done=done)
+        def replied(d: Delivered) -> None:
+            if d.transient:
+                settle(None, d.error or "unknown error")
+                return
+            if not d.ok:
+                refusals.append(f"reply: {d.error}")
+            settle("refused: " + ", ".join(refusals) if refusals else NOTICE_DELIVERED)
+
+        def edited(d: Delivered) -> None:
+            if d.transient:
+                settle(None, d.error or "unknown error")
+                return
+            if not d.ok:
+                refusals.append(f"message: {d.error}")
+            if not thread_reply:
+                settle("refused: " + ", ".join(refusals) if refusals else NOTICE_DELIVERED)
+                return
+            try:
+                self.outbox.post(request.channel, announcement(request),
+                                 thread_ts=request.thread_ts or request.message_ts,
+                                 on_done=replied)
+            except Exception as e:
+                settle(None, type(e).__name__)
+                raise
+
+        try:
+            text, blocks_ = blocks.request_message(request)
+            self.outbox.edit(request.channel, request.message_ts, text, blocks_, terminal=True,
+                             on_done=edited)
+        except BaseException:
+            with self._idle:
+                self._notifying.discard(request.id)
+            raise
+
+    def resend(self) -> None:
+        """Send again the final notices Slack could not be reached for (from the sweep)."""
+        for request in self.store.unnotified():
+            self.notify(request)
 
     def show(self, request: Request, progress: list[str] | None = None) -> None:
         """Edit the request's message: a state change (kept until sent) or live progress (the
@@ -250,7 +292,7 @@ class Executions:
             return
         text, blocks_ = blocks.request_message(request, progress)
         self.outbox.edit(request.channel, request.message_ts, text, blocks_,
-                         final=progress is None)
+                         final=progress is None, terminal=request.state in FINAL_STATES)
 
 
 def announcement(request: Request) -> str:

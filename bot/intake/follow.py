@@ -4,9 +4,13 @@ A follow does not hold a thread, nor a watch of its own. The :class:`Follower` s
 Deployment informer of each namespace that has a rollout being followed (bot/cluster/cache.py: list, then
 watch from the list's resourceVersion; relist on 410 Gone; reconnect with backoff when the API
 server is gone or frozen; a relist replays what changed meanwhile) and hands every change to the
-follows of that Deployment; why pods are not ready comes from the cached Pods. One timer thread
-ends follows that got no verdict in time. So fifty rollouts cost no extra thread or connection,
-and never a worker that answers people.
+follows of that Deployment; why pods are not ready comes from the cached Pods. Pod changes in the
+namespace (readiness, restarts, why a pod waits) are shown too, even when the Deployment object
+does not change: a stalled rollout's status stops moving once its pods exist, and then the pods
+are all there is to show. Reports are throttled to one per ``report_interval`` per follow and
+sent only when what they show changed; the last one held back by the throttle is sent by the
+timer. One timer thread also ends follows that got no verdict in time. So fifty rollouts cost no
+extra thread or connection, and never a worker that answers people.
 
 When does a follow end?
 
@@ -16,7 +20,9 @@ When does a follow end?
   (the controller should have given its verdict by then; something is wrong with the watch or the
   controller) ends it as ``unknown``: "still rolling out; stopped following", never "failed".
 * The operator's cap (``follow_cap``), if set: also ``unknown``.
-* The Deployment was deleted: ``gone``.
+* The Deployment was deleted: ``gone``; also when it is simply absent from the cache's picture
+  (deleted while the bot was down, so no event will ever say so) for :data:`GONE_AFTER_SECONDS`
+  while the API server answers.
 * :meth:`Follower.stop` (shutdown): the follows end without a verdict and without a callback;
   their requests stay ``following`` in the store and the next start follows them again.
 """
@@ -32,7 +38,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from deckhand.bot.cluster.cache import ClusterCache, selected
+from deckhand.bot.cluster.cache import ClusterCache, matches, selected
 from deckhand.bot.cluster.rollout import Progress, progress, progressing_condition, why_not_ready
 
 log = logging.getLogger("deckhand.follow")
@@ -43,6 +49,11 @@ Obj = dict[str, Any]
 MARGIN_SECONDS = 60.0
 #: Kubernetes' default progressDeadlineSeconds, for a Deployment that does not say.
 DEFAULT_DEADLINE_SECONDS = 600.0
+#: How long a followed Deployment may be missing from a synced, reachable cache before the follow
+#: ends as ``gone``. Not zero: a Deployment created a moment ago may not have reached the cache.
+GONE_AFTER_SECONDS = 5.0
+
+DELETED = "the Deployment was deleted"
 
 
 class Ending(StrEnum):
@@ -88,6 +99,15 @@ class _Follow:
     last: Progress | None = None
     last_report: float = 0.0
     selector: Obj | None = None
+    reported: tuple[Any, ...] | None = None
+    """What the last report showed (reports that would show the same are not sent)."""
+    held: bool = False
+    """A report was held back by the throttle: the timer sends it."""
+    absent_since: float | None = None
+    """Since when the Deployment is missing from the (synced, reachable) cache."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while reporting and while ending: no report starts once the end has begun, and the
+    end waits for a report in progress, so the final message is always the last edit."""
 
 
 @dataclass
@@ -99,6 +119,8 @@ class _NamespaceWatch:
     follows: dict[str, _Follow] = field(default_factory=dict)
     unsubscribe: Callable[[], None] | None = None
     unreachable: Callable[[], float | None] = lambda: None
+    deployments: Any = None
+    """The namespace's Deployment informer (bot/cluster/cache.py)."""
 
 
 class Follower:
@@ -144,11 +166,19 @@ class Follower:
             if watch is None:
                 watch = self._watches[key] = _NamespaceWatch(spec.context, spec.namespace)
                 watch.unreachable = lambda: informer.unreachable_since
+                watch.deployments = informer
             watch.follows[spec.key] = f
             if watch.unsubscribe is None:
                 w = watch
-                watch.unsubscribe = informer.subscribe(
-                    lambda kind, obj: self._event(w, kind, obj))
+                pods = self._cache.informer(spec.context, spec.namespace, "Pod")
+                off = (informer.subscribe(lambda kind, obj: self._event(w, kind, obj)),
+                       pods.subscribe(lambda kind, obj: self._pod_event(w, obj)))
+
+                def unsubscribe() -> None:
+                    for each in off:
+                        each()
+
+                watch.unsubscribe = unsubscribe
             self._ensure_timer()
         # The state the cache already holds (nothing if it has not listed yet: the list will
         # arrive as events).
@@ -181,6 +211,17 @@ class Follower:
         else:
             self._offer(watch, obj)
 
+    def _pod_event(self, watch: _NamespaceWatch, pod: Obj) -> None:
+        """A pod changed: report again the follows whose pods it is (if what they show moved)."""
+        if self._stopped.is_set():
+            return
+        labels = pod.get("metadata", {}).get("labels") or {}
+        with self._lock:
+            follows = [f for f in watch.follows.values()
+                       if f.last is not None and f.selector and matches(f.selector, labels)]
+        for f in follows:
+            self._report(watch, f)
+
     # -- judging -------------------------------------------------------------------------------
 
     def _offer(self, watch: _NamespaceWatch, obj: Obj) -> None:
@@ -204,10 +245,33 @@ class Follower:
             self._end(watch, f, FollowEnd(Ending.DONE, p.message, p))
         elif p.failed:
             self._end(watch, f, FollowEnd(Ending.FAILED, p.message, p, self._reasons(f)))
-        elif now - f.last_report >= self._report_interval:
-            f.last_report = now
+        else:
+            self._report(watch, f)
+
+    def _report(self, watch: _NamespaceWatch, f: _Follow, *, held: bool = False) -> None:
+        """Show ``f``'s latest progress and pods, unless it ended, shows nothing new, or was
+        shown less than ``report_interval`` ago (then the timer shows it later)."""
+        if f.last is None:
+            return
+        with f.lock:
+            with self._lock:
+                if watch.follows.get(f.spec.key) is not f:
+                    return  # ended: the final message is the last word
+            if held and not f.held:
+                return
+            p = f.last
+            reasons = self._reasons(f)
+            shown = (p.updated, p.ready, p.available, p.desired, p.message, reasons)
+            if shown == f.reported:
+                f.held = False
+                return
+            now = self._clock()
+            if now - f.last_report < self._report_interval:
+                f.held = True
+                return
+            f.last_report, f.reported, f.held = now, shown, False
             try:
-                f.on_progress(p, list(self._reasons(f)))
+                f.on_progress(p, list(reasons))
             except Exception:
                 log.exception("progress report of %s failed", f.spec.key)
 
@@ -222,23 +286,24 @@ class Follower:
         with self._lock:
             follows = [f for f in watch.follows.values() if f.spec.name == name]
         for f in follows:
-            self._end(watch, f, FollowEnd(Ending.GONE, "the deployment was deleted", f.last))
+            self._end(watch, f, FollowEnd(Ending.GONE, DELETED, f.last))
 
     def _end(self, watch: _NamespaceWatch, f: _Follow, end: FollowEnd) -> None:
-        with self._lock:
-            # Only one ending per follow: whoever removes it calls back.
-            if watch.follows.get(f.spec.key) is not f:
-                return
-            del watch.follows[f.spec.key]
-            if not watch.follows:
-                # Nobody follows here any more: stop listening (the cache keeps watching).
-                if watch.unsubscribe is not None:
-                    watch.unsubscribe()
-                self._watches.pop((watch.context, watch.namespace), None)
-        try:
-            f.on_end(end)
-        except Exception:
-            log.exception("ending the follow of %s failed", f.spec.key)
+        with f.lock:  # a report in progress finishes first; none starts after
+            with self._lock:
+                # Only one ending per follow: whoever removes it calls back.
+                if watch.follows.get(f.spec.key) is not f:
+                    return
+                del watch.follows[f.spec.key]
+                if not watch.follows:
+                    # Nobody follows here any more: stop listening (the cache keeps watching).
+                    if watch.unsubscribe is not None:
+                        watch.unsubscribe()
+                    self._watches.pop((watch.context, watch.namespace), None)
+            try:
+                f.on_end(end)
+            except Exception:
+                log.exception("ending the follow of %s failed", f.spec.key)
 
     # -- time ------------------------------------------------------------------------------------
 
@@ -252,17 +317,31 @@ class Follower:
         while not self._stopped.wait(0.5):
             now = self._clock()
             due: list[tuple[_NamespaceWatch, _Follow, FollowEnd]] = []
+            held: list[tuple[_NamespaceWatch, _Follow]] = []
             with self._lock:
                 for watch in self._watches.values():
                     for f in watch.follows.values():
                         end = self._overdue(watch, f, now)
                         if end is not None:
                             due.append((watch, f, end))
+                        elif f.held:
+                            held.append((watch, f))
             for watch, f, end in due:
                 self._end(watch, f, replace(end, reasons=self._reasons(f)))
+            for watch, f in held:
+                self._report(watch, f, held=True)
 
     def _overdue(self, watch: _NamespaceWatch, f: _Follow, now: float) -> FollowEnd | None:
         where = f.last.message if f.last else "no state seen yet"
+        informer = watch.deployments
+        if (informer is not None and informer.synced.is_set() and watch.unreachable() is None
+                and informer.get(f.spec.name) is None):
+            if f.absent_since is None:
+                f.absent_since = now
+            elif now - f.absent_since >= GONE_AFTER_SECONDS:
+                return FollowEnd(Ending.GONE, DELETED, f.last)
+        else:
+            f.absent_since = None
         if f.cap_deadline is not None and now >= f.cap_deadline:
             return FollowEnd(Ending.UNKNOWN, f"still rolling out ({where}); stopped following "
                                              f"after the configured {self._cap:.0f} s", f.last)

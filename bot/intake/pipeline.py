@@ -195,10 +195,12 @@ class Pipeline:
     # -- background ----------------------------------------------------------------------------
 
     def sweep(self) -> None:
-        """Expire overdue requests and update their messages (their buttons disappear), and
-        forget delivery keys too old for Slack to redeliver."""
+        """Expire overdue requests and update their messages (their buttons disappear), send
+        again the final notices Slack could not be reached for, and forget delivery keys too old
+        for Slack to redeliver."""
         for request in self.gate.expire_due():
             self.executions.notify(request, thread_reply=False)
+        self.executions.resend()
         self.store.prune_deliveries(time.time() - DELIVERY_MEMORY_SECONDS)
         self.store.prune_alert_groups(time.time() - ALERT_MEMORY_SECONDS)
         self.store.prune_node_threads(time.time() - ALERT_MEMORY_SECONDS)

@@ -49,7 +49,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.error import URLError
 
@@ -94,6 +94,10 @@ class Delivered:
     error: str | None = None
     """Slack's error code (``message_not_found``, ``ratelimited``, ``http_503``), or a short text
     for network failures (``unreachable (ConnectionRefusedError)``, ``timed out``)."""
+    transient: bool = False
+    """Not delivered, but Slack did not refuse it either: it was unreachable, failing or rate
+    limiting past the give-up time, or the outbox was stopping. Sending it again later may work
+    (a refusal such as ``channel_not_found`` will not)."""
 
 
 class _OutboxAwareRateLimitHandler(RateLimitErrorRetryHandler):
@@ -299,7 +303,7 @@ class Outbox:
                 ch.queue.clear()
             if self._in_flight is not None:
                 abandoned.append(self._in_flight)
-            gone = Delivered(False, error=SHUTTING_DOWN)
+            gone = Delivered(False, error=SHUTTING_DOWN, transient=True)
             completions = [item for send in abandoned for item in _complete(send, gone)]
             self._lock.notify_all()
             thread = self._thread
@@ -328,7 +332,7 @@ class Outbox:
         with self._lock:
             if not self._accepting:
                 log.warning("outbox: %s dropped: shutting down", send.describe())
-                completions = _complete(send, Delivered(False, error=SHUTTING_DOWN))
+                completions = _complete(send, Delivered(False, error=SHUTTING_DOWN, transient=True))
             else:
                 completions = self._enqueue(send)
                 self._lock.notify_all()
@@ -467,7 +471,7 @@ class Outbox:
                 log.warning("outbox: %s failed (%s); giving up", send.describe(), error)
             else:
                 log.warning("outbox: %s failed (%s); progress edits are not retried", send.describe(), error)
-            return _complete(send, outcome.delivered)
+            return _complete(send, replace(outcome.delivered, transient=True))
         log.warning("outbox: %s refused by Slack (%s)", send.describe(), error)
         return _complete(send, outcome.delivered)
 

@@ -61,8 +61,11 @@ click or sweep that closed it renders it, and if that edit is lost the worst lef
 button that answers "already cancelled"."""
 
 NOTICE_DELIVERED = "delivered"
-"""``Request.notice`` once the final message and thread reply went through; the other value is
-``"refused: <Slack's error>"``."""
+"""``Request.notice`` once the final message and thread reply went through. The other value is
+``"refused: <Slack's error>"``: Slack refused it for good (``channel_not_found``), and it is not
+sent again. While it is empty the notice is due: not sent yet, or Slack could not be reached
+(down past the outbox's give-up time, or the bot was stopping); the sweep and the next start
+send those again."""
 
 
 

@@ -305,3 +305,118 @@ def test_a_follow_survives_the_api_server_and_slack_going_away(
                            thread_ts=msg.ts, timeout=60)
     wait_until(lambda: bot.store.unnotified() == [], 30, "the final notice recorded")
     assert image(apps, ns) == SLOW
+
+
+def test_a_final_notice_slack_never_took_is_sent_again_by_the_sweep(
+        make_bot: Any, apps: client.AppsV1Api, core: client.CoreV1Api) -> None:
+    """Slack goes away while a rollout is followed and stays away past the outbox's give-up
+    time (2 s here, 15 min in production): the notice stays due instead of being recorded as
+    refused, and once Slack is back the sweep sends the final message and one thread reply. The
+    e2e bots run no sweeper thread: the test sweeps, as `deckhand run`'s sweeper would."""
+    bot = make_bot("socket")
+    slack = bot.standin
+    ns = bot.namespaces["staging"]
+    seed(apps, core, ns, [IMAGE_A])
+    deadline(apps, ns, 40)
+    bot.pipeline.outbox._give_up_after = 2.0
+    msg = confirmed_update(bot, "staging", SLOW)  # ready 15 s after the pods start
+    slack.wait_for_update(msg, r"following")
+    outbox = bot.pipeline.outbox
+    slack.go_offline()
+    try:
+        def given_up() -> bool:
+            return state_of(bot, msg) is State.SUCCEEDED and outbox.pending() == 0
+
+        wait_until(given_up, 90, "the rollout done and the outbox giving up on its notice")
+        assert [r.message_ts for r in bot.store.unnotified()] == [msg.ts]
+        bot.pipeline.sweep()  # Slack still away: tried again, given up again, still due
+        wait_until(lambda: outbox.pending() == 0, 30, "the second attempt given up")
+        assert [r.message_ts for r in bot.store.unnotified()] == [msg.ts]
+    finally:
+        slack.go_online()
+    bot.pipeline.sweep()
+    done = slack.wait_for_update(msg, r"Result:", timeout=60)
+    assert "succeeded" in done.text, done.visible_text
+    slack.wait_for_message(r"<@U1> /update cardano-node in staging succeeded", channel="C1",
+                           thread_ts=msg.ts, timeout=60)
+    wait_until(lambda: bot.store.unnotified() == [], 30, "the final notice recorded")
+    bot.pipeline.sweep()
+    replies = [m for m in slack.thread("C1", msg.ts)[1:] if "succeeded" in m.text]
+    assert len(replies) == 1, [m.text for m in replies]
+
+
+def test_a_final_notice_slack_refused_for_good_is_recorded_and_not_sent_again(
+        make_bot: Any, apps: client.AppsV1Api, core: client.CoreV1Api) -> None:
+    """The final edit answered `message_not_found` (someone deleted the message): that is
+    recorded, the thread reply still goes, and the sweep does not try again."""
+    bot = make_bot("socket")
+    slack = bot.standin
+    ns = bot.namespaces["staging"]
+    seed(apps, core, ns, [IMAGE_A])
+    mark = slack.mark()
+    slack.slash_command("/scale", "cardano-node staging 2", user="U1", channel="C1")
+    msg = slack.wait_for_message(r"Scale cardano-node in staging", channel="C1", since=mark)
+    slack.fail("chat.update", "message_not_found", times=50)
+    slack.click("deckhand_confirm", user="U1", message=msg)
+    slack.wait_for_message(r"<@U1> /scale cardano-node in staging succeeded", channel="C1",
+                           thread_ts=msg.ts, timeout=60)
+    wait_until(lambda: bot.store.unnotified() == [], 30, "the refusal recorded")
+    row = next(r for r in bot.store.in_states(list(State)) if r.message_ts == msg.ts)
+    assert row.notice is not None and row.notice.startswith("refused: message: message_not_found")
+    before = len(slack.calls("chat.postMessage"))
+    bot.pipeline.sweep()
+    assert len(slack.calls("chat.postMessage")) == before
+
+
+def test_a_stalled_rollout_shows_its_pods_live_while_it_is_followed(
+        make_bot: Any, apps: client.AppsV1Api, core: client.CoreV1Api) -> None:
+    """A broken release under a long progress deadline: the Deployment's status stops moving
+    once its pod exists, and the message still shows the rollout and why the pod is not ready;
+    a pod change alone (a new restart count, a new reason text) reaches the message too."""
+    bot = make_bot("socket")
+    slack = bot.standin
+    ns = bot.namespaces["staging"]
+    seed(apps, core, ns, [IMAGE_A])
+    deadline(apps, ns, 600)
+    msg = confirmed_update(bot, "staging", BROKEN)
+    following = slack.wait_for_update(msg, r"following")
+    live = slack.wait_for_update(following, r"(?s)Rollout: .*CrashLoopBackOff", timeout=60)
+    assert "following" in live.visible_text and "Result:" not in live.visible_text
+    assert state_of(bot, msg) is State.FOLLOWING
+
+    generation = apps.read_namespaced_deployment("cardano-node", ns).metadata.generation
+    broken = next(p for p in core.list_namespaced_pod(ns).items
+                  if p.spec.containers[0].image == BROKEN)
+    status = client.ApiClient().sanitize_for_serialization(broken.status)
+    for cs in status["containerStatuses"]:
+        cs["restartCount"] = 7
+        cs["state"] = {"waiting": {"reason": "CrashLoopBackOff",
+                                   "message": "back-off 5m0s restarting the seventh time"}}
+    core.patch_namespaced_pod_status(broken.metadata.name, ns, {"status": status})
+    moved = slack.wait_for_update(live, r"7 restarts\).*seventh time", timeout=30)
+    assert "Result:" not in moved.visible_text
+    assert apps.read_namespaced_deployment("cardano-node", ns).metadata.generation == generation
+
+
+def test_a_deployment_deleted_while_the_bot_was_down_ends_its_follow_at_once(
+        make_bot: Any, apps: client.AppsV1Api, core: client.CoreV1Api) -> None:
+    """No event will ever tell the next start; the cache's first list does. Before, the follow
+    waited out the progress deadline plus a minute (11 minutes here) and said "still rolling
+    out"."""
+    first = make_bot("socket")
+    slack = first.standin
+    ns = first.namespaces["staging"]
+    seed(apps, core, ns, [IMAGE_A])
+    deadline(apps, ns, 600)
+    followed = confirmed_update(first, "staging", BROKEN)
+    slack.wait_for_update(followed, r"following")
+    first.stop()
+    apps.delete_namespaced_deployment("cardano-node", ns)
+    wait_until(lambda: not apps.list_namespaced_deployment(ns).items, 30, "the deletion")
+    second = make_bot("socket", database=first.settings.database)
+    done = slack.wait_for_update(followed, r"Result:", timeout=60)
+    assert "the Deployment was deleted" in done.visible_text, done.visible_text
+    assert "still rolling out" not in done.visible_text
+    assert state_of(second, followed) is State.FAILED
+    slack.wait_for_message(r"/update cardano-node in staging failed: .*the Deployment was deleted",
+                           channel="C1", thread_ts=followed.ts)

@@ -90,7 +90,7 @@ class Outbox:
             self.pending.append(on_done)
 
     def edit(self, channel: str, ts: str, text: str, blocks: Any = None, *, final: bool = False,
-             on_done: Callable[[Delivered], None] | None = None) -> None:
+             terminal: bool = False, on_done: Callable[[Delivered], None] | None = None) -> None:
         assert final, "root edits must not be dropped"
         self.edits.append((channel, ts, text))
 

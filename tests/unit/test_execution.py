@@ -70,11 +70,11 @@ class Outbox:
     posts: list[str] = field(default_factory=list)
 
     def edit(self, channel: str, ts: str, text: str, blocks: Any = None, *, final: bool = False,
-             on_done: Callable[[Delivered], None] | None = None) -> None:
+             terminal: bool = False, on_done: Callable[[Delivered], None] | None = None) -> None:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-        self.edits.append((text, final))
+        self.edits.append((text, final or terminal))
         if on_done:
             on_done(self.answer)
 
@@ -204,7 +204,8 @@ def test_slack_refusing_the_final_message_is_recorded(world: World) -> None:
     world.outbox.answer = Delivered(False, error="channel_not_found")
     r = world.request(follow=False)
     world.executions.start(r)
-    assert world.row(r).notice == "refused: channel_not_found, channel_not_found"
+    assert world.row(r).notice == "refused: message: channel_not_found, reply: channel_not_found"
+    assert world.store.unnotified() == []
 
 
 def test_resume_follows_applied_fails_interrupted_and_resends_undelivered(world: World) -> None:

@@ -41,12 +41,13 @@ def deployment(name: str = "web", *, generation: int = 2, observed: int = 2, des
 
 
 class Source:
-    """A scripted API server: a list answer, then watch events pushed by the test (Deployments;
-    the other kinds list empty and stay quiet)."""
+    """A scripted API server: a list answer, then watch events pushed by the test (Deployments,
+    and Pods through ``pod_events``; the other kinds list empty and stay quiet)."""
 
     def __init__(self, items: list[Obj] | None = None) -> None:
         self.items = items or []
         self.events: queue.Queue[tuple[str, Obj] | Exception | None] = queue.Queue()
+        self.pod_events: queue.Queue[tuple[str, Obj]] = queue.Queue()
         self.lists = 0
         self.watches = 0
         self.list_error: Exception | None = None
@@ -55,7 +56,7 @@ class Source:
     def list_raw(self, kind: str, namespace: str | None, selector: str = "",
                  context: str | None = None) -> tuple[list[Obj], str]:
         if kind != "Deployment":
-            return [], "1"
+            return [], "1"  # Pods arrive as events
         with self.lock:
             self.lists += 1
         if self.list_error is not None:
@@ -66,6 +67,12 @@ class Source:
     def watch_raw(self, kind: str, namespace: str | None, resource_version: str,
                   timeout_seconds: int, selector: str = "", context: str | None = None
                   ) -> Iterator[tuple[str, Obj]]:
+        if kind == "Pod":
+            try:
+                yield self.pod_events.get(timeout=0.2)
+            except queue.Empty:
+                pass
+            return
         if kind != "Deployment":
             time.sleep(0.2)
             return
@@ -86,13 +93,31 @@ class Source:
 class Recorder:
     def __init__(self) -> None:
         self.progress: list[Progress] = []
+        self.reasons: list[list[str]] = []
         self.ends: list[FollowEnd] = []
+        self.order: list[str] = []
 
     def on_progress(self, p: Progress, reasons: list[str]) -> None:
         self.progress.append(p)
+        self.reasons.append(reasons)
+        self.order.append("progress")
 
     def on_end(self, end: FollowEnd) -> None:
         self.ends.append(end)
+        self.order.append("end")
+
+
+def pod(name: str, rv: str, reason: str | None = None, message: str = "") -> Obj:
+    """A pod of the ``web`` Deployment, not ready; ``reason``: why its container waits."""
+    state: Obj = {"waiting": {"reason": reason, "message": message}} if reason else {
+        "running": {}}
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv,
+                         "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1"},
+            "status": {"phase": "Running",
+                       "conditions": [{"type": "Ready", "status": "False"}],
+                       "containerStatuses": [{"name": "web", "ready": False,
+                                              "restartCount": int(rv), "state": state}]}}
 
 
 class Clock:
@@ -289,3 +314,87 @@ def test_the_condition_from_before_the_change_is_recognised_whatever_its_time_fo
     assert same_condition(later, typed) is typed
     assert same_condition({**served, "message": "other"}, typed) is typed
     assert same_condition(served, None) is None
+
+
+def test_pod_changes_are_shown_while_the_deployment_stands_still(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    """A stalled rollout: the Deployment's status no longer moves, its pods do."""
+    follower, source, _ = follower_and_source
+    rec = Recorder()
+    source.items = [deployment(updated=1, ready=0, available=0)]
+    follower.follow(spec(), rec.on_progress, rec.on_end)
+    wait_until(lambda: rec.progress, 5, "the first report")
+    source.pod_events.put(("ADDED", pod("web-1", "3", "CrashLoopBackOff", "back-off 40s")))
+    wait_until(lambda: any("CrashLoopBackOff" in " ".join(r) for r in rec.reasons), 5,
+               "the pod's reason reported")
+    count = len(rec.progress)
+    source.pod_events.put(("MODIFIED", pod("web-1", "4", "CrashLoopBackOff", "back-off 40s")))
+    wait_until(lambda: len(rec.progress) > count, 5, "the restart counted")
+    assert rec.ends == []
+
+
+def test_a_report_held_back_by_the_throttle_is_sent_by_the_timer() -> None:
+    source = Source([deployment(updated=1, ready=0, available=0)])
+    clock = Clock()
+    cache = ClusterCache(source)
+    follower = Follower(cache, report_interval=10, clock=clock)
+    try:
+        rec = Recorder()
+        follower.follow(spec(), rec.on_progress, rec.on_end)
+        wait_until(lambda: rec.progress, 5, "the first report")
+        source.pod_events.put(("ADDED", pod("web-1", "1", "ErrImagePull")))
+        wait_until(lambda: follower._watches[(None, "ns")].follows["r1"].held, 5,
+                   "the report held back")
+        assert len(rec.progress) == 1
+        clock.now += 11
+        wait_until(lambda: len(rec.progress) == 2, 5, "the held report sent by the timer")
+        assert "ErrImagePull" in " ".join(rec.reasons[-1])
+    finally:
+        follower.stop()
+        cache.stop()
+
+
+def test_nothing_is_reported_once_the_end_has_begun(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    """A report in progress when the verdict arrives finishes first; none starts after it, so the
+    final message is always the last edit."""
+    follower, source, _ = follower_and_source
+    rec = Recorder()
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(p: Progress, reasons: list[str]) -> None:
+        if reasons:  # the pod's report: held up until the test lets it go
+            entered.set()
+            release.wait(10)
+        rec.on_progress(p, reasons)
+
+    source.items = [deployment(updated=1, ready=0, available=0)]
+    follower.follow(spec(), slow, rec.on_end)
+    wait_until(lambda: rec.progress, 5, "the first report")
+    source.pod_events.put(("ADDED", pod("web-1", "1", "ContainerCreating")))
+    assert entered.wait(5)
+    source.events.put(("MODIFIED", deployment(rv="11")))  # done, while the report is running
+    time.sleep(0.5)
+    assert rec.ends == []  # the end waits for the report in progress
+    release.set()
+    wait_until(lambda: rec.ends, 5, "the end")
+    source.pod_events.put(("MODIFIED", pod("web-1", "2", "CrashLoopBackOff")))
+    time.sleep(0.5)
+    assert rec.order == ["progress", "progress", "end"]
+
+
+def test_a_deployment_missing_from_the_cache_ends_the_follow_as_deleted(
+        follower_and_source: tuple[Follower, Source, Clock]) -> None:
+    """Deleted while the bot was down: no event will ever say so; the synced cache does."""
+    follower, source, clock = follower_and_source
+    rec = Recorder()
+    source.items = []
+    follower.follow(spec(), rec.on_progress, rec.on_end)
+
+    def ended() -> bool:
+        clock.now += 1  # the timer sees it missing, then missing for GONE_AFTER_SECONDS
+        return bool(rec.ends)
+
+    wait_until(ended, 10, "the end")
+    assert rec.ends[0].ending is Ending.GONE
+    assert rec.ends[0].message == "the Deployment was deleted"

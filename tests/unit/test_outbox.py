@@ -374,7 +374,7 @@ def test_a_progress_edit_is_tried_once(make: Callable[..., Outbox], slack: FakeS
     outbox.start()
     outbox.edit("C1", "1.0", "progress", on_done=results("progress"))
 
-    assert results.wait("progress")["progress"] == Delivered(False, error="http_503")
+    assert results.wait("progress")["progress"] == Delivered(False, error="http_503", transient=True)
     assert outbox.flush(WAIT)
     assert slack.count() == 1
 
@@ -496,7 +496,7 @@ def test_a_progress_edit_that_gets_429_is_not_retried_but_its_channel_waits(
     slack.fail("chat.update", api_error("ratelimited", status=429, headers={"retry-after": ["3"]}))
     outbox.start()
     outbox.edit("C1", "1.0", "progress", on_done=results("progress"))
-    assert results.wait("progress")["progress"] == Delivered(False, error="ratelimited")
+    assert results.wait("progress")["progress"] == Delivered(False, error="ratelimited", transient=True)
 
     outbox.post("C1", "next", on_done=results("next"))
     assert stays(lambda: slack.count() == 1)
@@ -519,7 +519,7 @@ def test_a_final_edit_is_given_up_after_give_up_after(
     clock.advance(0.5)  # the deadline: one last try rather than waiting out Retry-After
     got = results.wait("final")
 
-    assert got["final"] == Delivered(False, error="ratelimited")
+    assert got["final"] == Delivered(False, error="ratelimited", transient=True)
     assert slack.count() == 2
     assert outbox.flush(WAIT)
 
@@ -607,7 +607,7 @@ def test_stop_sends_what_is_queued_then_refuses_new_requests(make: Callable[...,
     assert all(d.ok for d in got.values())
 
     outbox.edit("C1", "1.0", "too late", final=True, on_done=results("late"))
-    assert results.wait("late")["late"] == Delivered(False, error=SHUTTING_DOWN)
+    assert results.wait("late")["late"] == Delivered(False, error=SHUTTING_DOWN, transient=True)
     assert slack.count() == 5
     assert outbox.pending() == 0
 
@@ -626,7 +626,7 @@ def test_stop_returns_when_slack_hangs_and_reports_every_request_once(
     outbox.stop(timeout=0.3)  # returns although the call in flight never does
 
     got = results.wait("in flight", "queued")
-    assert got["in flight"] == got["queued"] == Delivered(False, error=SHUTTING_DOWN)
+    assert got["in flight"] == got["queued"] == Delivered(False, error=SHUTTING_DOWN, transient=True)
     slack.gate.set()  # the hung call completes now; its on_done must not run a second time
     assert stays(lambda: len(results.got["in flight"]) == 1)
     assert slack.texts() == ["done"]
@@ -644,7 +644,7 @@ def test_stop_gives_up_on_a_final_edit_waiting_for_its_retry(
 
     outbox.stop(timeout=0.3)
 
-    assert results.wait("final")["final"] == Delivered(False, error=SHUTTING_DOWN)
+    assert results.wait("final")["final"] == Delivered(False, error=SHUTTING_DOWN, transient=True)
 
 
 def test_pending_counts_queued_and_in_flight_requests(make: Callable[..., Outbox], slack: FakeSlack) -> None:
