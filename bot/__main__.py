@@ -77,9 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         os._exit(code)
     if ns.cmd == "check-config":
+        from deckhand.bot.kube.client import KubeSource
         from deckhand.bot.ops.check_config import check_config_main
 
-        return check_config_main(ns.file or FileSettings().config_file, sys.stdout)
+        files = FileSettings()
+        kube = None if files.in_cluster else KubeSource(kubeconfig=files.kubeconfig)
+        return check_config_main(ns.file or files.config_file, sys.stdout, kube)
     if ns.cmd == "render":
         from deckhand.bot.ops.render import render_main
 

@@ -137,7 +137,12 @@ def config_problem(settings: Settings) -> str | None:
             # In the cluster there is one API server, the pod's own: a context would be ignored.
             return (f"{settings.config_file}: environments {', '.join(named)} name a kubeconfig "
                     f"context, which cannot be used with DECKHAND_IN_CLUSTER; remove it")
-    return None
+        return None
+    from deckhand.bot.kube.client import KubeSource, kubeconfig_problem
+
+    # A mistyped kubeconfig or a missing context would fail every command and every watch.
+    return kubeconfig_problem(KubeSource(kubeconfig=settings.kubeconfig),
+                              config.contexts())
 
 
 def start_health(settings: Settings, pipeline: Pipeline,

@@ -302,6 +302,11 @@ class DeckhandConfig(_Model):
 
     # -- lookups used across the bot -----------------------------------------------------------
 
+    def contexts(self) -> list[str | None]:
+        """The kubeconfig contexts the environments use, each once (None: the current one)."""
+        return sorted({env.context for env in self.environments.values()},
+                      key=lambda c: (c is not None, c or ""))
+
     def namespace_of(self, workload: str, environment: str) -> str:
         w = self.workloads[workload]
         return w.namespaces.get(environment) or self.environments[environment].namespace

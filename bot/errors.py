@@ -105,6 +105,12 @@ class KubeUnavailable(KubeError):
         self.may_have_applied = may_have_applied
 
 
+class KubeConfigInvalid(KubeError):
+    """The kubeconfig cannot be used (missing or unreadable file, malformed YAML, no such
+    context, no server or credentials): nothing was sent. Checked at start for every configured
+    context; this is the same failure met later (the file changed under a running bot)."""
+
+
 class KubeConflict(KubeError):
     """409 Conflict: a write's precondition (resourceVersion) no longer holds."""
 

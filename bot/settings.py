@@ -12,7 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class FileSettings(BaseSettings):
-    """What the offline commands (check-config, render, audit) need: files, no tokens."""
+    """What the offline commands (check-config, render, audit) need: files, no tokens (the
+    kubeconfig is only read, never used to connect, by check-config)."""
 
     model_config = SettingsConfigDict(env_prefix="DECKHAND_", extra="ignore")
 
@@ -20,6 +21,10 @@ class FileSettings(BaseSettings):
     """The YAML configuration (environments, workloads, RBAC); see deploy/deckhand.example.yaml."""
     database: Path = Path("deckhand.db")
     """SQLite file with pending requests, approvals and the audit log."""
+    kubeconfig: Path | None = None
+    """A kubeconfig file; unset = $KUBECONFIG or ~/.kube/config, unless in_cluster."""
+    in_cluster: bool = False
+    """Use the pod's service account (when the bot runs inside the cluster)."""
 
 
 class Settings(FileSettings):
@@ -40,10 +45,6 @@ class Settings(FileSettings):
     """HTTP mode: the address to listen on (put a tunnel or proxy with TLS in front)."""
     slack_api_url: str = "https://slack.com/api/"
     """For tests only (the Slack stand-in): the bot token is sent to whatever this names."""
-    kubeconfig: Path | None = None
-    """A kubeconfig file; unset = $KUBECONFIG or ~/.kube/config, unless in_cluster."""
-    in_cluster: bool = False
-    """Use the pod's service account (when the bot runs inside the cluster)."""
     kube_connect_timeout: float = 5.0
     """Seconds to wait for a connection to the Kubernetes API server."""
     kube_read_timeout: float = 10.0

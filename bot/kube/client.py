@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import yaml
 from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic import DynamicClient
 
 from deckhand.bot.errors import (
+    KubeConfigInvalid,
     KubeNotFound,
     KubeUnavailable,
 )
@@ -77,6 +80,41 @@ class _TimedApiClient(client.ApiClient):
 
 
 
+def _load(source: KubeSource, context: str | None, cfg: client.Configuration) -> None:
+    """Fill ``cfg`` from the kubeconfig (or the pod's service account) for ``context``; a file
+    that cannot be used is a :class:`KubeConfigInvalid` naming the file and the context."""
+    try:
+        if source.in_cluster:
+            config.load_incluster_config(client_configuration=cfg)
+        else:
+            config.load_kube_config(
+                config_file=str(source.kubeconfig) if source.kubeconfig else None,
+                context=context, client_configuration=cfg)
+    except (ConfigException, yaml.YAMLError, OSError, ValueError, TypeError, AttributeError,
+            KeyError) as e:
+        # The loader raises ConfigException for most problems, but a malformed file surfaces
+        # as YAML's error, an OSError, or a TypeError/AttributeError/KeyError from a section
+        # of the wrong shape: every one means "this kubeconfig cannot be used".
+        where = ("the in-cluster service account" if source.in_cluster
+                 else str(source.kubeconfig or "$KUBECONFIG or ~/.kube/config"))
+        detail = " ".join(str(e).split()) or type(e).__name__
+        ctx = f"context {context!r}" if context else "its current context"
+        raise KubeConfigInvalid(f"the kubeconfig cannot be used ({where}, {ctx}): "
+                                f"{detail[:200]}") from e
+
+
+def kubeconfig_problem(source: KubeSource, contexts: list[str | None]) -> str | None:
+    """Why ``source`` cannot reach one of ``contexts`` (None: the current one), in one line,
+    without a network call: start-up and ``deckhand check-config`` refuse it early instead of
+    answering every command with an error."""
+    for context in contexts:
+        try:
+            _load(source, context, client.Configuration())
+        except KubeConfigInvalid as e:
+            return str(e)
+    return None
+
+
 class ApiClients:
     """Typed-at-the-edge access to the clusters; one API client per kubeconfig context."""
 
@@ -91,13 +129,7 @@ class ApiClients:
         with self._lock:
             if context not in self._clients:
                 cfg = client.Configuration()
-                if self._source.in_cluster:
-                    config.load_incluster_config(client_configuration=cfg)
-                else:
-                    config.load_kube_config(
-                        config_file=str(self._source.kubeconfig)
-                        if self._source.kubeconfig else None, context=context,
-                        client_configuration=cfg)
+                _load(self._source, context, cfg)
                 # urllib3 would retry a failed connect or read up to three times on its own,
                 # multiplying the timeout; the gateway decides what is retried (reads only).
                 cfg.retries = False
@@ -131,7 +163,7 @@ class ApiClients:
         ``timeout``: the readiness probe's check, never retried."""
         try:
             client.VersionApi(self._api(None)).get_code(_request_timeout=(timeout, timeout))
-        except FAILURES:
+        except (*FAILURES, KubeConfigInvalid):
             return False
         return True
 

@@ -17,9 +17,11 @@ import ssl
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
 from deckhand.bot import metrics
 from deckhand.bot.errors import (
+    KubeConfigInvalid,
     KubeConflict,
     KubeError,
     KubeGone,
@@ -31,8 +33,10 @@ from deckhand.bot.errors import (
 # What a call through the client can raise: the apiserver's answers (ApiException, and the
 # dynamic client's DynamicApiError subclass), urllib3's errors (retries are off, so they arrive
 # unwrapped: NewConnectionError, ReadTimeoutError, ProtocolError, ...), and socket, TLS and
-# http.client errors that slip past urllib3's own wrapping.
-FAILURES = (ApiException, urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
+# http.client errors that slip past urllib3's own wrapping, and the kubeconfig loader's
+# ConfigException (an exec credential plugin or token file failing when credentials refresh).
+FAILURES = (ApiException, urllib3.exceptions.HTTPError, OSError, http.client.HTTPException,
+            ConfigException)
 
 _BY_STATUS: dict[int, type[KubeError]] = {404: KubeNotFound, 409: KubeConflict, 410: KubeGone,
                                           429: KubeRateLimited}
@@ -66,6 +70,11 @@ def kube_error(e: BaseException, what: str, *, host: str, waited: float,
     ``write``: the call changes something, so a failure after the request may have been sent
     leaves it unknown whether the change was applied, and the text says so.
     """
+    if isinstance(e, ConfigException):
+        # Nothing was sent: the credentials could not be had.
+        detail = " ".join(str(e).split())[:200] or "ConfigException"
+        return KubeConfigInvalid(f"{what}: the kubeconfig cannot be used: {detail}; "
+                                 f"nothing was changed")
     status = getattr(e, "status", None)
     if isinstance(e, ApiException) and status:
         metrics.kube_error(status)

@@ -2,7 +2,9 @@
 
 This module owns the report only. Validation is :func:`deckhand.bot.config.load_config`'s (so start-up and
 this command always agree) and the reading of roles and bindings is :class:`deckhand.bot.access.policy.Policy`'s.
-It never talks to Slack or Kubernetes: user groups are shown by ID, not resolved.
+It never talks to Slack or Kubernetes: user groups are shown by ID, not resolved. Given a
+kubeconfig, it reads it (no connection) and refuses one that lacks a configured context, as
+``deckhand run`` does at start.
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ from typing import TextIO
 from deckhand.bot.access.policy import Policy, StaticGroupDirectory
 from deckhand.bot.config import DeckhandConfig, Environment, load_config
 from deckhand.bot.errors import ConfigError
+from deckhand.bot.kube.client import KubeSource, kubeconfig_problem
 
 EXIT_OK = 0
 EXIT_INVALID = 2
 
 
-def check_config_main(path: Path, out: TextIO) -> int:
+def check_config_main(path: Path, out: TextIO, kube: KubeSource | None = None) -> int:
     """Load ``path``, print what it configures (or why it is invalid) to ``out``.
 
     Args:
         path: the configuration file.
         out: where the report goes (stdout for the command).
+        kube: the kubeconfig ``deckhand run`` would use; None: not checked (in the cluster,
+            the pod's service account is all there is).
 
     Returns:
         0 if the file is valid (warnings included), 2 if it cannot be read or is invalid.
@@ -33,6 +38,10 @@ def check_config_main(path: Path, out: TextIO) -> int:
         config = load_config(path)
     except ConfigError as e:
         print(e, file=out)
+        return EXIT_INVALID
+    problem = kubeconfig_problem(kube, config.contexts()) if kube is not None else None
+    if problem:
+        print(problem, file=out)
         return EXIT_INVALID
     policy = Policy(config, StaticGroupDirectory())
     warnings = _manifest_warnings(config) + _secret_warnings(config) + policy.warnings()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -163,3 +164,50 @@ def test_the_containerfile_is_well_formed_and_copies_what_exists() -> None:
                         ("filippo.io/age", "AGE_VERSION")):
         version = re.search(rf"^\s*{re.escape(module)} (v\S+)", gomod, re.M)
         assert version and f"ARG {arg}={version.group(1)}" in lines, module
+
+
+def alerts_service() -> dict[str, Any]:
+    [service] = [d for d in kustomized() if d["kind"] == "Service"
+                 and d["metadata"]["name"] == "deckhand-alerts"]  # type: ignore[index]
+    return service
+
+
+def test_the_alerts_service_routes_to_a_pod_that_is_alive_but_not_ready() -> None:
+    """Readiness includes the Slack connection: a Socket Mode reconnect must not take the alert
+    webhook out of the Service Alertmanager posts to (issue 16, item 19)."""
+    service = alerts_service()
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "deckhand"}
+
+
+@pytest.mark.cluster
+def test_the_alerts_service_lists_a_not_ready_pod_in_its_endpoint_slice(
+        apps: client.AppsV1Api, namespace: str, api_client: client.ApiClient) -> None:
+    """The shipped Service, in a test namespace, in front of a pod that runs but never becomes
+    ready (KWOK's ``:broken`` image): the EndpointSlice controller lists its address as ready,
+    which is what kube-proxy routes to (a plain Service lists it with ready false)."""
+    service = alerts_service()
+    service["metadata"] = {"name": "deckhand-alerts", "namespace": namespace}
+    client.CoreV1Api(api_client).create_namespaced_service(namespace, service)
+    labels = {"app.kubernetes.io/name": "deckhand"}
+    apps.create_namespaced_deployment(namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "deckhand"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{
+                "name": "deckhand", "image": "ghcr.io/example/deckhand:broken",
+                "ports": [{"name": "alerts", "containerPort": 9095}],
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}]}}}})
+    discovery = client.DiscoveryV1Api(api_client)
+
+    def endpoints() -> list[client.V1Endpoint]:
+        slices = discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=deckhand-alerts").items
+        return [e for s in slices for e in s.endpoints or []]
+
+    [endpoint] = wait_until(endpoints, 60, "the pod's address in the alerts EndpointSlice")
+    assert endpoint.addresses and endpoint.conditions.ready is True
+    [pod] = client.CoreV1Api(api_client).list_namespaced_pod(
+        namespace, label_selector="app.kubernetes.io/name=deckhand").items
+    assert pod.status.phase == "Running"
+    assert [c.status for c in pod.status.conditions if c.type == "Ready"] == ["False"]
