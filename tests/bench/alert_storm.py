@@ -13,7 +13,8 @@ tests/slack/web_api.py TIERS).
 Prints the time from the first alert to a drained outbox, the Slack calls made and the 429s they
 got, per method (the goal, with the outbox's pacing: none), and checks what a storm must never
 do: every group has exactly one root, ends resolved, and shows every alert and every resolve.
-Not a test: it passes or fails nothing on time; it exits 1 if a check fails. No cluster is needed (the buttons are never clicked).
+Not a test: it passes or fails nothing on time; it exits 1 if a check fails. No cluster is
+needed (the buttons are never clicked).
 """
 
 from __future__ import annotations
