@@ -225,3 +225,86 @@ def test_a_failure_during_a_long_slack_outage_is_posted_once_slack_is_back(
     wait_until(lambda: (bot.store.latest_node_thread(node) or pytest.fail()).ts == msg.ts, 30,
                "the message's ts in the store")
     assert [m.ts for m in failure_messages(slack, node)] == [msg.ts]
+
+
+def _prebound_volume(core: client.CoreV1Api, ns: str, claim: str, storage: str,
+                     node: str | None) -> str:
+    """A PV already bound to ``claim`` (the PV controller completes the binding without a
+    pod): ``local-path`` pinned to ``node``, or ``networked`` (any node). Deleted by the test."""
+    name = f"{ns}-{claim}"
+    source: dict[str, Any] = {"local": {"path": f"/var/lib/rancher/k3s/storage/{name}"}} \
+        if node else {"csi": {"driver": "deckhand.test", "volumeHandle": name}}
+    spec: dict[str, Any] = {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                            "persistentVolumeReclaimPolicy": "Retain",
+                            "storageClassName": storage, **source,
+                            "claimRef": {"namespace": ns, "name": claim}}
+    if node:
+        spec["nodeAffinity"] = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}
+    core.create_persistent_volume({"apiVersion": "v1", "kind": "PersistentVolume",
+                                   "metadata": {"name": name}, "spec": spec})
+    core.create_namespaced_persistent_volume_claim(ns, {
+        "metadata": {"name": claim},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage,
+                 "volumeName": name, "resources": {"requests": {"storage": "10Gi"}}}})
+    return name
+
+
+def _with_volume(apps: client.AppsV1Api, core: client.CoreV1Api, ns: str, claim: str) -> None:
+    """cardano-node in ``ns`` with one replica mounting ``claim`` (created if missing)."""
+    if not [n for n in core.list_namespace().items if n.metadata.name == ns]:
+        core.create_namespace({"metadata": {"name": ns}})
+    labels = {"app": "cardano-node"}
+    apps.create_namespaced_deployment(ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "cardano-node"},
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                 "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {
+                     "nodeSelector": {"workload.kubernetes.io/cardano": "true"},
+                     "containers": [{"name": "cardano-node", "image": "busybox"}],
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {
+                         "claimName": claim}}]}}}})
+
+
+@pytest.mark.usefixtures("restore_workers")
+def test_a_partial_failover_reports_each_workload_and_ends(
+        make_bot: Any, apps: client.AppsV1Api, core: client.CoreV1Api,
+        cluster: Cluster) -> None:
+    """Issue 16, 6b: the failed node runs two workloads, production on networked storage
+    (comes back on the other worker) and staging on local-path (its PV pinned to the failed
+    node: stays Pending). Each gets its own outcome line and the story ends."""
+    node, other = "netcup-worker-1", "netcup-worker-2"
+    bot = make_bot("socket", config=with_channel)
+    slack = bot.standin
+    prod, staging = bot.namespaces["production"], bot.namespaces["staging"]
+    volumes: list[str] = []
+    core.patch_node(other, {"spec": {"unschedulable": True}})  # both start on `node`
+    try:
+        for ns, storage, pin in ((prod, "networked", None), (staging, "local-path", node)):
+            if not [n for n in core.list_namespace().items if n.metadata.name == ns]:
+                core.create_namespace({"metadata": {"name": ns}})
+            volumes.append(_prebound_volume(core, ns, "data", storage, pin))
+            _with_volume(apps, core, ns, "data")
+        for ns in (prod, staging):
+            wait_until(lambda ns=ns: running_on(core, ns) == node, 90, f"the pod of {ns} on {node}")
+        core.patch_node(other, {"spec": {"unschedulable": False}})
+        cluster.stop_node(node)
+        msg = slack.wait_for_message(failure(node), channel="C1", timeout=90)
+        assert "cardano-node in production" in msg.visible_text
+        assert "cardano-node in staging" in msg.visible_text
+        done = slack.wait_for_update(msg, r"failover completed in \d+ s: 1 of 2 workloads back, "
+                                          r"1 stuck", timeout=150)
+        text = done.visible_text
+        assert re.search(rf"cardano-node in production: back on {other} in \d+ s", text), text
+        assert re.search(r"cardano-node in staging: stuck: .*PersistentVolume's node affinity.*"
+                         rf"its data is on {node}", text), text
+        assert running_on(core, prod) == other
+        pending = [p for p in core.list_namespaced_pod(staging).items
+                   if not p.metadata.deletion_timestamp]
+        assert [p.status.phase for p in pending] == ["Pending"]
+    finally:
+        for ns in (prod, staging):
+            apps.delete_collection_namespaced_deployment(ns)
+            core.delete_collection_namespaced_persistent_volume_claim(ns)
+        for name in volumes:
+            core.delete_persistent_volume(name)
