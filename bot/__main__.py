@@ -81,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         from deckhand.bot.ops.check_config import check_config_main
 
         files = FileSettings()
-        kube = None if files.in_cluster else KubeSource(kubeconfig=files.kubeconfig)
+        # Checked when there is one to check: a configuration can be checked on a machine
+        # that has no cluster at hand (start-up always checks).
+        present = files.kubeconfig is not None or bool(os.environ.get("KUBECONFIG")) or (
+            Path.home() / ".kube" / "config").exists()
+        kube = None if files.in_cluster or not present else KubeSource(
+            kubeconfig=files.kubeconfig)
         return check_config_main(ns.file or files.config_file, sys.stdout, kube)
     if ns.cmd == "render":
         from deckhand.bot.ops.render import render_main
