@@ -4,16 +4,11 @@ The node stopped answering at T (its Ready condition's transition), its pods are
 replacement is scheduled on X, Ready at T', "failover completed in N s" (N from T, the cluster's
 own times), or "stuck: <the scheduler's message>" while a replacement is Pending; and when the
 node is Ready again, or the Node is deleted, the message says so and the story ends.
-
-Each workload gets an outcome line of its own ("back on X in N s", or "stuck: <reason>" for good
-when its volume is pinned to the failed node), so a partial failover (one workload back, one
-pinned by local-path data) ends with a summary too instead of waiting forever for the pinned one.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
 
 from pydantic import BaseModel, Field
 
@@ -25,17 +20,6 @@ def _epoch(stamp: str | None) -> float | None:
     if not stamp:
         return None
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-#: The scheduler's words for a pod whose bound volume admits no other node (a local-path PV pinned
-#: to the failed node), in its current and its older wording: it stays Pending until that node is
-#: back, so it is an outcome, not a step.
-PINNED: Final = ("didn't match PersistentVolume's node affinity", "volume node affinity conflict")
-
-
-def pinned(reason: str) -> bool:
-    """The scheduler's reason says the replacement can run nowhere else: stuck for good."""
-    return any(words in reason for words in PINNED)
 
 
 def _clock(t: float) -> str:
@@ -90,13 +74,6 @@ class Story(BaseModel):
         return self.back_at is not None or self.ended is not None
 
     def done(self) -> bool:
-        """Every workload has an outcome: back (Ready elsewhere) or stuck for good (pinned)."""
-        return all(w in self.ready_at or pinned(self.stuck.get(w, ""))
-                   for w in set(self.workloads.values()))
-
-    def all_back(self) -> bool:
-        """Every workload is Ready elsewhere: nothing more can change (a pinned one may still
-        be scheduled, e.g. once its node is back, so its story keeps following it)."""
         return set(self.ready_at) >= set(self.workloads.values())
 
     def text(self) -> str:
@@ -118,28 +95,16 @@ class Story(BaseModel):
             if w in self.replacements:
                 lines.append(f"{w}: replacement scheduled on {self.replacements[w]}")
             if w in self.ready_at:
-                back = round(self.ready_at[w] - self.stopped_at)
-                lines.append(f"{w}: back on {self.replacements.get(w, 'another node')} in "
-                             f"{back} s (Ready at {_clock(self.ready_at[w])})")
+                lines.append(f"{w}: Ready at {_clock(self.ready_at[w])}")
             elif w in self.stuck:
-                lines.append(f"{w}: stuck: {self.stuck[w]}"
-                             + (f" (its data is on {self.node}: Pending until it is back)"
-                                if pinned(self.stuck[w]) else ""))
+                lines.append(f"{w}: stuck: {self.stuck[w]}")
         if self.cordoned:
             lines.append(f"{self.node} is cordoned")
         if self.out_of_service:
             lines.append(f"{self.node} is marked out of service ({OUT_OF_SERVICE})")
         if self.done():
-            every = set(self.workloads.values())
-            returned = [w for w in every if w in self.ready_at]
-            if not returned:
-                lines.append(f"*failover ended: no workload came back ({len(every)} stuck)*")
-            else:
-                last = round(max(self.ready_at[w] for w in returned) - self.stopped_at)
-                tail = "" if len(returned) == len(every) else \
-                    f": {len(returned)} of {len(every)} workloads back, " \
-                    f"{len(every) - len(returned)} stuck"
-                lines.append(f"*failover completed in {last} s{tail}*")
+            last = max(self.ready_at.values())
+            lines.append(f"*failover completed in {round(last - self.stopped_at)} s*")
         if self.back_at is not None:
             lines.append(f"{self.node} is Ready again since {_clock(self.back_at)}")
         if self.ended == "removed":

@@ -356,7 +356,7 @@ class NodeThreads:
         leaving = kind == "DELETED" or meta.get("deletionTimestamp") is not None
         for node, thread in self._threads.items():
             story = thread.story
-            if label not in story.workloads.values() or story.all_back():
+            if label not in story.workloads.values() or story.done():
                 continue
             changed = False
             if name in story.workloads:

@@ -14,16 +14,9 @@ Why a queue instead of calling ``chat.update`` where the news happens:
   followed by anything but another terminal edit: an edit that is not terminal and comes after
   one (queued, in flight or delivered) is dropped, so a late progress report can never make a
   finished request look unfinished, whatever the order in which they arrive.
-- Slack's rate limits are per method, and per workspace unless said otherwise: ``chat.update``
-  is Tier 3 (about 50 a minute for the whole workspace), ``chat.postMessage`` about one a second
-  per channel. Each method is paced by a token bucket under its published limit (:data:`PACES`):
-  a burst goes out at once, so a quiet bot answers without delay, and an alert storm is spread
-  below the limit instead of being answered with 429s. A 429 still defers that method (its
-  ``Retry-After``) as well as the channel.
-- One slow channel does not hold the others: each channel has its own queue, sent in order, with
-  at most one call in flight, and a small pool of sender threads (``senders``) serves the
-  channels round-robin, so a call that hangs (until the client's timeout) occupies one sender
-  only; a channel that is rate-limited or backing off does not hold up the others either.
+- Slack's rate limits apply per channel (and method). Each channel has its own queue, sent in
+  order, and its own "not before" time; one sender thread serves the channels round-robin, so a
+  channel that is rate-limited or backing off does not hold up the others.
 
 Usage::
 
@@ -85,44 +78,7 @@ _TERMINAL_MEMORY: Final = 4096
 _TICK: Final = 0.25
 _ERROR_CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
 
-
-@dataclass(frozen=True)
-class Pace:
-    """A token bucket: ``burst`` calls at once, then ``per_minute``; per channel or per
-    workspace. Chosen so that ``burst`` plus a minute's refill stays within Slack's published
-    limit for any 60 s (Slack counts per minute and allows short bursts)."""
-
-    burst: float
-    per_minute: float
-    per_channel: bool = False
-
-
-#: Slack's published limits (https://docs.slack.dev/apis/web-api/rate-limits), with headroom:
-#: chat.update is Tier 3 (50+/min per workspace), chat.postMessage "special" (1/s per channel).
-PACES: Final[dict[str, Pace]] = {
-    "chat.update": Pace(burst=10, per_minute=40),
-    "chat.postMessage": Pace(burst=3, per_minute=42, per_channel=True),
-}
-#: How many calls may be in flight at once (each to a different channel).
-SENDERS: Final = 4
-
-
-@dataclass
-class _Bucket:
-    pace: Pace
-    tokens: float
-    at: float
-    not_before: float = float("-inf")  # a 429 of this method (and scope): Retry-After
-
-    def ready_in(self, now: float) -> float:
-        """Seconds until a call may go (0: now); refills the bucket up to ``now``."""
-        self.tokens = min(self.pace.burst, self.tokens + (now - self.at) * self.pace.per_minute / 60)
-        self.at = now
-        wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) * 60 / self.pace.per_minute
-        return max(wait, self.not_before - now, 0.0)
-
-
-# Marks the sender threads, so the rate-limit handler leaves 429s to the outbox there (see below).
+# Marks the sender thread, so the rate-limit handler leaves 429s to the outbox there (see below).
 _sender = threading.local()
 
 OnDone = Callable[["Delivered"], None]
@@ -224,7 +180,7 @@ Completion = list[tuple[OnDone, Delivered]]
 
 
 class Outbox:
-    """Per-channel queues of Slack posts and edits, sent by a small pool of daemon threads.
+    """Per-channel queues of Slack posts and edits, sent by one daemon thread.
 
     Args:
         client: the Web API client; give it a ``timeout`` and :func:`install_retry_handlers`.
@@ -234,8 +190,6 @@ class Outbox:
         first_backoff: the wait after the first transient failure (5xx, network) in a channel;
             it doubles with each further one.
         max_backoff: the longest wait between two tries.
-        paces: the token bucket of each method (:data:`PACES`); a method not named is unpaced.
-        senders: how many calls may be in flight at once (each to a different channel).
     """
 
     def __init__(
@@ -246,8 +200,6 @@ class Outbox:
         clock: Callable[[], float] = time.monotonic,
         first_backoff: float = 1.0,
         max_backoff: float = 30.0,
-        paces: dict[str, Pace] | None = None,
-        senders: int = SENDERS,
     ) -> None:
         self._client = client
         self._give_up_after = give_up_after
@@ -257,30 +209,24 @@ class Outbox:
         self._lock = threading.Condition()
         # Insertion order is the round-robin order: a served channel moves to the end.
         self._channels: OrderedDict[str, _Channel] = OrderedDict()
-        self._in_flight: dict[str, _Send] = {}
-        """The call being sent in each channel (at most one per channel: order)."""
-        self._paces = PACES if paces is None else paces
-        self._buckets: dict[tuple[str, str | None], _Bucket] = {}
-        self._senders = max(1, senders)
+        self._in_flight: _Send | None = None
         # Messages whose terminal edit was delivered (oldest first), so a late edit is dropped.
         self._terminal: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._accepting = True
         self._stopping = False
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
 
     # -- the caller's side ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the sender threads. Requests made before are queued and sent once they run."""
+        """Start the sender thread. Requests made before are queued and sent once it runs."""
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the outbox was stopped; make a new one")
-            if self._threads:
+            if self._thread is not None:
                 return
-            self._threads = [threading.Thread(target=self._run, name=f"slack-outbox-{i}", daemon=True)
-                             for i in range(self._senders)]
-            for thread in self._threads:
-                thread.start()
+            self._thread = threading.Thread(target=self._run, name="slack-outbox", daemon=True)
+            self._thread.start()
 
     def edit(
         self,
@@ -355,22 +301,22 @@ class Outbox:
             abandoned = [send for ch in self._channels.values() for send in ch.queue]
             for ch in self._channels.values():
                 ch.queue.clear()
-            abandoned.extend(self._in_flight.values())
+            if self._in_flight is not None:
+                abandoned.append(self._in_flight)
             gone = Delivered(False, error=SHUTTING_DOWN, transient=True)
             completions = [item for send in abandoned for item in _complete(send, gone)]
             self._lock.notify_all()
-            threads = list(self._threads)
+            thread = self._thread
         if not flushed:
             log.warning("outbox: stopped with %d Slack writes not delivered", len(abandoned))
         _call_all(completions)
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(max(end - time.monotonic(), 0.05))
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(end - time.monotonic(), 0.05))
 
     def pending(self) -> int:
         """Posts and edits queued or being sent (coalesced edits count once)."""
         with self._lock:
-            return sum(len(ch.queue) for ch in self._channels.values()) + len(self._in_flight)
+            return sum(len(ch.queue) for ch in self._channels.values()) + (self._in_flight is not None)
 
     # -- queueing ----------------------------------------------------------------------------------
 
@@ -378,7 +324,7 @@ class Outbox:
         return self._clock() + self._give_up_after
 
     def _busy(self) -> bool:
-        return bool(self._in_flight) or any(ch.queue for ch in self._channels.values())
+        return self._in_flight is not None or any(ch.queue for ch in self._channels.values())
 
     def _submit(self, send: _Send, on_done: OnDone | None) -> None:
         if on_done is not None:
@@ -396,7 +342,7 @@ class Outbox:
         """Append ``send`` to its channel, or merge it into a queued edit of the same message."""
         channel = self._channels.setdefault(send.channel, _Channel())
         queued = _queued_edit(channel, send)
-        sending = self._in_flight.get(send.channel)
+        sending = self._in_flight
         if send.method == "chat.update" and not send.terminal and (
                 (send.channel, send.ts) in self._terminal
                 or (sending is not None and sending.terminal and _same_message(sending, send))
@@ -441,7 +387,7 @@ class Outbox:
                 picked = self._wait_for_work()
                 if picked is None:
                     return
-                self._in_flight[picked.channel] = picked
+                self._in_flight = picked
             try:
                 outcome = self._attempt(picked)
                 with self._lock:
@@ -453,48 +399,24 @@ class Outbox:
             _call_all(completions)
             # Cleared only now, so flush() returning means the callbacks have run too.
             with self._lock:
-                if self._in_flight.get(picked.channel) is picked:
-                    del self._in_flight[picked.channel]
+                self._in_flight = None
                 self._lock.notify_all()
 
     def _wait_for_work(self) -> _Send | None:
-        """The next due send (taken off its queue, its token taken), or None once stopping: a
-        channel with nothing in flight, not deferred, whose method's bucket has a token. Holds
-        the lock."""
+        """The next due send (taken off its queue), or None once stopping. Holds the lock."""
         while not self._stopping:
             now = self._clock()
-            wait = float("inf")
+            wait: float | None = None
             for name, channel in list(self._channels.items()):
-                if name in self._in_flight:
-                    continue  # one call per channel at a time: its order
                 if channel.not_before > now:
-                    wait = min(channel.not_before - now, wait)
+                    wait = min(channel.not_before - now, wait if wait is not None else float("inf"))
                 elif channel.queue:
-                    bucket = self._bucket(channel.queue[0])
-                    ready_in = bucket.ready_in(now) if bucket is not None else 0.0
-                    if ready_in > 0:
-                        wait = min(ready_in, wait)
-                        continue
-                    if bucket is not None:
-                        bucket.tokens -= 1
                     self._channels.move_to_end(name)
                     return channel.queue.popleft()
                 else:
                     del self._channels[name]  # idle and not deferred: nothing to remember
-            self._lock.wait(None if wait == float("inf") else min(wait, _TICK))
+            self._lock.wait(None if wait is None else min(wait, _TICK))
         return None
-
-    def _bucket(self, send: _Send) -> _Bucket | None:
-        """The token bucket ``send``'s method is paced by (its channel's, for a per-channel
-        limit), or None if the method is not paced. Holds the lock."""
-        pace = self._paces.get(send.method)
-        if pace is None:
-            return None
-        key = (send.method, send.channel if pace.per_channel else None)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(pace, pace.burst, self._clock())
-        return bucket
 
     def _attempt(self, send: _Send) -> _Outcome:
         """One call to Slack (plus the client's own retry handlers), classified."""
@@ -542,11 +464,9 @@ class Outbox:
             if send.final and now < send.deadline and not self._stopping:
                 # One last try at the deadline rather than none when the wait would pass it.
                 channel.not_before = min(channel.not_before, send.deadline)
-                self._defer_method(send, outcome, channel.not_before)
                 log.warning("outbox: %s failed (%s); retrying in %.1f s", send.describe(), error,
                             channel.not_before - now)
                 return self._requeue(channel, send)
-            self._defer_method(send, outcome, channel.not_before)
             if send.final:
                 log.warning("outbox: %s failed (%s); giving up", send.describe(), error)
             else:
@@ -554,14 +474,6 @@ class Outbox:
             return _complete(send, replace(outcome.delivered, transient=True))
         log.warning("outbox: %s refused by Slack (%s)", send.describe(), error)
         return _complete(send, outcome.delivered)
-
-
-    def _defer_method(self, send: _Send, outcome: _Outcome, until: float) -> None:
-        """A 429 is about the method's limit (the workspace's, for chat.update), not only the
-        channel's: the method's other channels wait for its Retry-After too. Holds the lock."""
-        bucket = self._bucket(send) if outcome.retry_after is not None else None
-        if bucket is not None:
-            bucket.not_before = max(bucket.not_before, until)
 
 
 def _same_message(a: _Send, b: _Send) -> bool:

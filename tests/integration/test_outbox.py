@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from deckhand.bot.slack.outbox import SHUTTING_DOWN, Delivered, Outbox, install_retry_handlers
 from tests.slack import fixtures
@@ -218,39 +217,3 @@ def test_the_installed_handlers_retry_a_429_for_callers_outside_the_outbox(
 
     assert response["ok"]
     assert [c.status for c in slack_standin.calls("chat.postMessage")] == [429, 200]
-
-
-@pytest.mark.timeout(240)
-def test_a_burst_of_edits_above_the_workspace_tier_gets_no_429_and_all_arrive(
-    slack_standin: SlackStandin, client: WebClient, outbox_of: Callable[..., Outbox],
-) -> None:
-    """Issue 16, item 20: 56 final edits of 56 messages in two channels at once, with the
-    stand-in enforcing Slack's tiers (chat.update: 50 in any minute, per workspace). Paced by
-    the outbox's token bucket, none is answered 429, and every message shows its edit."""
-    messages = [(channel, str(client.chat_postMessage(channel=channel, text=f"alert {n}")["ts"]))
-                for n in range(28) for channel in ("C1", "C2")]
-    slack_standin.enforce_tiers()
-    outbox = outbox_of()
-    results = Results()
-    for n, (channel, ts) in enumerate(messages):
-        outbox.edit(channel, ts, f"alert {n}: resolved", section(f"alert {n}: resolved"),
-                    final=True, on_done=results(str(n)))
-    got = results.wait(*(str(n) for n in range(len(messages))), timeout=200)
-    assert all(d.ok for d in got.values()), got
-    assert slack_standin.ratelimited("chat.update") == 0
-    for n, (channel, ts) in enumerate(messages):
-        assert slack_standin.message(channel, ts).text == f"alert {n}: resolved"
-
-
-def test_the_standin_answers_429_beyond_a_tier(slack_standin: SlackStandin, client: WebClient) -> None:
-    """The stand-in enforces tiers as Slack does: the 51st chat.update within a minute is 429."""
-    ts = str(client.chat_postMessage(channel="C1", text="x")["ts"])
-    slack_standin.enforce_tiers()
-    raw = slack_standin.web_client(timeout=10)  # no retry handlers: the 429 is seen
-    raw.retry_handlers = []
-    for n in range(50):
-        raw.chat_update(channel="C1", ts=ts, text=f"v{n}")
-    with pytest.raises(SlackApiError) as e:
-        raw.chat_update(channel="C1", ts=ts, text="one too many")
-    assert e.value.response.status_code == 429
-    assert int(e.value.response.headers["Retry-After"]) >= 1

@@ -35,7 +35,7 @@ from tests.slack.queries import DEFAULT_WAIT_SECONDS, StateQueries
 from tests.slack.replies import ResponseUrls
 from tests.slack.socket_mode import SocketModeServer
 from tests.slack.state import SlackState
-from tests.slack.web_api import Injection, Tier, WebApi
+from tests.slack.web_api import Injection, WebApi
 from tests.slack.workspace import Workspace
 
 __all__ = ["ButtonNotFound", "SlackStandin"]
@@ -287,15 +287,6 @@ class SlackStandin(Service, UserActions, StateQueries):
         """
         self._api.inject(method, Injection(remaining=times, error="ratelimited", retry_after=retry_after,
                                            every=every))
-
-    def enforce_tiers(self, tiers: dict[str, Tier] | None = None) -> None:
-        """Answer calls beyond Slack's published rate tiers (per method, per workspace or per
-        channel; tests/slack/web_api.py TIERS) with HTTP 429 and Retry-After, as Slack does."""
-        self._api.enforce_tiers(tiers)
-
-    def ratelimited(self, method: str | None = None) -> int:
-        """How many calls (of ``method``) were answered 429 so far."""
-        return sum(1 for c in self.calls(method) if c.status == 429)
 
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         """The next `times` calls of `method` answer `{"ok": false, "error": error}` (HTTP 200)."""

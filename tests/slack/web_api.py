@@ -12,7 +12,6 @@ creating an orphan reply.
 from __future__ import annotations
 
 import json
-import math
 import secrets
 import string
 import time
@@ -32,28 +31,6 @@ TRIGGER_TTL_SECONDS = 3.0
 # Arguments that slack_sdk sends as JSON strings inside form bodies.
 JSON_ARGUMENTS = ("blocks", "attachments", "view", "metadata")
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
-
-
-@dataclass(frozen=True)
-class Tier:
-    """A published rate limit: at most ``calls`` in any ``window`` seconds, per workspace or per
-    channel. Slack counts per minute and allows short bursts; a sliding window is the strict
-    reading of that, so a bot that stays under it stays under Slack's too."""
-
-    calls: int
-    window: float = 60.0
-    per_channel: bool = False
-
-
-#: https://docs.slack.dev/apis/web-api/rate-limits: Tier 2 20+/min, Tier 3 50+/min, Tier 4
-#: 100+/min; chat.postMessage is "special": about one a second per channel (short bursts
-#: allowed: here 10 in any 10 s).
-TIERS: dict[str, Tier] = {
-    "chat.update": Tier(50), "conversations.info": Tier(50),
-    "chat.postMessage": Tier(10, 10.0, per_channel=True),
-    "chat.postEphemeral": Tier(100), "views.open": Tier(100), "views.update": Tier(100),
-    "users.info": Tier(100), "usergroups.users.list": Tier(20),
-}
 
 
 class ApiError(Exception):
@@ -122,10 +99,6 @@ class WebApi:
         # Provided by the Socket Mode server: issues a ticket and returns the ws:// URL.
         self._open_connection = open_connection
         self._injections: dict[str, list[Injection]] = {}
-        # Off unless a test turns it on (enforce_tiers): most tests are about other things and
-        # share one stand-in for many calls.
-        self._tiers: dict[str, Tier] = {}
-        self._seen: dict[tuple[str, str | None], list[float]] = {}
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self.auth_test,
             "apps.connections.open": self.apps_connections_open,
@@ -148,28 +121,6 @@ class WebApi:
     def inject(self, method: str, injection: Injection) -> None:
         with self.state.changing():
             self._injections.setdefault(method, []).append(injection)
-
-    def enforce_tiers(self, tiers: dict[str, Tier] | None = None) -> None:
-        """From now on answer calls beyond a method's tier with HTTP 429 and ``Retry-After``
-        (the seconds until the window has room), as Slack does; ``{}`` turns it off."""
-        with self.state.changing():
-            self._tiers = dict(TIERS if tiers is None else tiers)
-            self._seen.clear()
-
-    def _over_tier(self, method: str, args: dict[str, Any]) -> int | None:
-        """Seconds to wait if this call is beyond its method's tier, else None (and counted)."""
-        with self.state.changing():
-            tier = self._tiers.get(method)
-            if tier is None:
-                return None
-            key = (method, str(args.get("channel")) if tier.per_channel else None)
-            now = time.monotonic()
-            seen = [t for t in self._seen.get(key, []) if t > now - tier.window]
-            if len(seen) >= tier.calls:
-                self._seen[key] = seen
-                return max(1, math.ceil(seen[0] + tier.window - now))
-            self._seen[key] = [*seen, now]
-            return None
 
     def _take_injection(self, method: str) -> Injection | None:
         with self.state.changing():
@@ -207,9 +158,6 @@ class WebApi:
         injection = self._take_injection(method)
         if injection is not None and injection.retry_after is not None:
             return Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(injection.retry_after)})
-        wait = self._over_tier(method, args) if injection is None else None
-        if wait is not None:
-            return Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)})
         if injection is not None and injection.status is not None:
             page = f"<html><body><h1>{injection.status} {injection.error}</h1></body></html>"
             return Answer(injection.status, {"ok": False, "error": injection.error}, {}, html=page)

@@ -646,25 +646,3 @@ def test_a_message_slack_did_not_take_is_sent_again_each_minute_until_it_is(
     threads.resend(later + 3 * RESEND_SECONDS)
     assert len(outbox.edits) == 2 and len(outbox.posts) == 2  # taken: nothing more
     threads.stop()
-
-
-def test_a_partial_failover_gives_each_workload_an_outcome_and_ends() -> None:
-    """Issue 16, 6b: one workload back, one pinned by its local-path volume: both outcomes on
-    their own lines, and the story is done (the pinned one stays Pending for good)."""
-    s = story(stopped_at=0.0, workloads={"p": "a in x", "q": "b in x"}, evicted_at=10.0)
-    s.replacements["a in x"] = "w2"
-    s.ready_at["a in x"] = 11.0
-    s.stuck["b in x"] = "0/3 nodes are available: 1 node(s) had volume node affinity conflict"
-    text = s.text()
-    assert "a in x: back on w2 in 11 s" in text
-    assert "b in x: stuck: 0/3 nodes are available: 1 node(s) had volume node affinity " \
-           "conflict (its data is on netcup-worker-1: Pending until it is back)" in text
-    assert s.done() and not s.all_back()
-    assert text.endswith("*failover completed in 11 s: 1 of 2 workloads back, 1 stuck*")
-
-
-def test_a_transient_pending_reason_is_not_an_outcome() -> None:
-    s = story(stopped_at=0.0, workloads={"p": "a in x", "q": "b in x"})
-    s.ready_at["a in x"] = 11.0
-    s.stuck["b in x"] = "0/3 nodes are available: 3 Insufficient cpu"
-    assert not s.done() and "completed" not in s.text()

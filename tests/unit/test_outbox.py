@@ -24,7 +24,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import SlackResponse
 
-from deckhand.bot.slack.outbox import SHUTTING_DOWN, SUPERSEDED, Delivered, Outbox, Pace, install_retry_handlers
+from deckhand.bot.slack.outbox import SHUTTING_DOWN, SUPERSEDED, Delivered, Outbox, install_retry_handlers
 from tests.waiting import wait_until
 
 WAIT = 10.0
@@ -153,8 +153,6 @@ def make(slack: FakeSlack, clock: FakeClock) -> Iterator[Callable[..., Outbox]]:
     made: list[Outbox] = []
 
     def build(**kwargs: Any) -> Outbox:
-        # The clock is frozen: pacing (which refills with it) is tested on its own, below.
-        kwargs.setdefault("paces", {})
         outbox = Outbox(slack, clock=clock, **kwargs)  # type: ignore[arg-type]
         made.append(outbox)
         return outbox
@@ -190,7 +188,7 @@ def test_a_post_reports_the_new_ts_and_an_edit_the_edited_ts(make: Callable[...,
 
 
 def test_each_channel_is_sent_in_order_and_channels_take_turns(make: Callable[..., Outbox], slack: FakeSlack) -> None:
-    outbox = make(senders=1)  # one sender: the turns are the order of the calls
+    outbox = make()
     for n in range(3):
         outbox.post("C1", f"c1-{n}")
     outbox.post("C2", "c2-0")
@@ -697,53 +695,3 @@ def test_the_rate_limit_handler_leaves_429s_to_the_outbox_on_its_thread(make: Ca
         handler.can_retry(state=state, request=request, response=response)))
     assert outbox.flush(WAIT)
     assert answers == [False]
-
-
-# -- pacing and concurrency (issue 16, item 20) ------------------------------------------------------
-
-
-class HangingSlack(FakeSlack):
-    """Calls to channel C-hung hang until released; every other channel answers at once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-
-    def chat_update(self, **kwargs: Any) -> dict[str, Any]:
-        if kwargs["channel"] == "C-hung":
-            self.release.wait(WAIT)
-        return super().chat_update(**kwargs)
-
-
-def test_a_hung_call_in_one_channel_does_not_hold_the_others(clock: FakeClock) -> None:
-    slack = HangingSlack()
-    outbox = Outbox(slack, clock=clock)  # type: ignore[arg-type]
-    results = Results()
-    outbox.start()
-    try:
-        outbox.edit("C-hung", "1.0", "stuck", final=True, on_done=results("hung"))
-        outbox.post("C-ok", "alert", on_done=results("other"))
-        got = results.wait("other")
-        assert got["other"].ok
-        assert "hung" not in results.got
-    finally:
-        slack.release.set()
-        outbox.stop(timeout=WAIT)
-    assert results.wait("hung")["hung"].ok
-
-
-def test_chat_update_is_paced_per_workspace_with_a_burst_at_once(clock: FakeClock) -> None:
-    slack = FakeSlack()
-    outbox = Outbox(slack, clock=clock, paces={"chat.update": Pace(burst=2, per_minute=30)})  # type: ignore[arg-type]
-    outbox.start()
-    try:
-        for n in range(4):  # four channels: the limit is the workspace's, not the channel's
-            outbox.edit(f"C{n}", "1.0", f"edit {n}")
-        wait_in_flight(slack, 2)
-        assert stays(lambda: slack.count() == 2)  # the burst went at once, then no token
-        clock.advance(2.0)  # 30 a minute: one token every 2 s
-        wait_in_flight(slack, 3)
-        clock.advance(2.0)
-        assert outbox.flush(WAIT) and slack.count() == 4
-    finally:
-        outbox.stop(timeout=WAIT)
