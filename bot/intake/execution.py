@@ -246,22 +246,27 @@ class Executions:
             else:
                 self.store.mark_notice(request.id, notice)
 
-        def replied(d: Delivered) -> None:
+        def gave_up(part: str, d: Delivered) -> bool:
+            """True if Slack could not be reached (the notice stays due); notes a refusal."""
             if d.transient:
                 settle(None, d.error or "unknown error")
-                return
+                return True
             if not d.ok:
-                refusals.append(f"reply: {d.error}")
+                refusals.append(f"{part}: {d.error}")
+            return False
+
+        def finished() -> None:
             settle("refused: " + ", ".join(refusals) if refusals else NOTICE_DELIVERED)
 
+        def replied(d: Delivered) -> None:
+            if not gave_up("reply", d):
+                finished()
+
         def edited(d: Delivered) -> None:
-            if d.transient:
-                settle(None, d.error or "unknown error")
+            if gave_up("message", d):
                 return
-            if not d.ok:
-                refusals.append(f"message: {d.error}")
             if not thread_reply:
-                settle("refused: " + ", ".join(refusals) if refusals else NOTICE_DELIVERED)
+                finished()
                 return
             try:
                 self.outbox.post(request.channel, announcement(request),
