@@ -204,7 +204,7 @@ def test_stop_returns_while_slack_hangs_and_reports_what_was_not_sent(
     outbox.stop(timeout=0.5)
 
     got = results.wait("final", "reply", timeout=1.0)  # already called when stop() returned
-    assert got["final"] == got["reply"] == Delivered(False, error=SHUTTING_DOWN)
+    assert got["final"] == got["reply"] == Delivered(False, error=SHUTTING_DOWN, transient=True)
     assert slack_standin.thread("C1", request_message)[1:] == []
 
 
